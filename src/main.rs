@@ -1,1 +1,99 @@
-fn main() {}
+//! The `medic` command line: parse, load settings, run.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use medic::app::Application;
+use medic::config::{LogFormat, Settings};
+
+/// A Docker-native sidecar that keeps a docker compose stack healthy.
+#[derive(Parser)]
+#[command(name = "medic", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let vars = std::env::vars().collect();
+    let settings = match Settings::from_vars(&vars) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("medic: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(settings.log_format);
+    for (var, suggestion) in Settings::unknown_variables(&vars) {
+        match suggestion {
+            Some(known) => {
+                tracing::warn!("unknown variable {var} is ignored; did you mean {known}?")
+            }
+            None => tracing::warn!("unknown variable {var} is ignored"),
+        }
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("medic: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => runtime.block_on(run(settings)),
+    }
+}
+
+async fn run(settings: Settings) -> ExitCode {
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    app.run_until_stopped(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGINT or SIGTERM (what `docker stop` sends).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,84 @@
+//! Builds the daemon from settings and runs it until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::Settings;
+use crate::docker::{BollardEngine, Engine};
+use crate::status::Status;
+use crate::store::Store;
+use crate::supervisor::{self, SupervisorSettings};
+
+/// The running daemon: its HTTP address and the handles that stop it.
+pub struct Application {
+    /// The address the HTTP server listens on (port 0 resolved).
+    local_addr: SocketAddr,
+    /// Cancelled to stop every task.
+    shutdown: CancellationToken,
+    /// Every task, so stopping waits until each has finished.
+    tracker: TaskTracker,
+}
+
+impl Application {
+    /// Opens the store, binds the HTTP port and starts the loops.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = Arc::new(Store::open(&settings.data_dir)?);
+        let engine: Arc<dyn Engine> =
+            Arc::new(BollardEngine::connect(settings.docker_host.as_deref())?);
+        let status = Arc::new(Status::new(Duration::from_secs(30)));
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on MEDIC_LISTEN={}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        supervisor::spawn(
+            SupervisorSettings {
+                project: settings.project.clone(),
+                healing: settings.healing.clone(),
+                reconcile_interval: settings.reconcile_interval,
+            },
+            engine,
+            store.clone(),
+            status.clone(),
+            &tracker,
+            shutdown.clone(),
+        )?;
+        let app = crate::api::router(crate::api::ApiState { status });
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "the HTTP server failed");
+            }
+        });
+        tracker.close();
+        info!(listen = %local_addr, data = %store.path().display(), "medic is running");
+        Ok(Application {
+            local_addr,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// The HTTP server's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Runs until `signal` resolves, then stops every task and waits for them.
+    pub async fn run_until_stopped(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        info!("stopping");
+        self.shutdown.cancel();
+        self.tracker.wait().await;
+    }
+}

@@ -1,0 +1,376 @@
+//! Typed settings, read once from the environment and validated before anything starts.
+//!
+//! Every value is parsed here, so the rest of the program never sees a raw string. A bad value
+//! is a [`ConfigError`] that names the variable, shows what it got and says what it expects; the
+//! command line turns it into exit code 2 so a half-configured daemon never starts.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration problem a user must fix. Its text names the variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable is set to something that does not parse.
+    #[error("{var}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The environment variable at fault.
+        var: String,
+        /// What it was set to (never a secret: secrets are not validated through here).
+        value: String,
+        /// What was expected instead.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(var: &str, value: &str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            var: var.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, the default.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The healing policy's knobs; see SPEC "Healing policy".
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealingSettings {
+    /// Consecutive synthetic-probe failures before a restart.
+    pub failure_threshold: u32,
+    /// Minimum time between two restarts of one service.
+    pub restart_cooldown: Duration,
+    /// Restarts allowed per service within `budget_window`.
+    pub restart_budget: u32,
+    /// The rolling window the budget counts over (one hour unless tests shorten it).
+    pub budget_window: Duration,
+    /// Grace after a restart when the container declares no healthcheck `start_period`.
+    pub default_grace: Duration,
+    /// Stop timeout used when neither the label nor the container sets one.
+    pub default_stop_timeout: Duration,
+    /// How long restarts in a project are held after an operator stopped one of its containers.
+    pub operator_hold: Duration,
+}
+
+impl Default for HealingSettings {
+    fn default() -> Self {
+        HealingSettings {
+            failure_threshold: 3,
+            restart_cooldown: Duration::from_secs(600),
+            restart_budget: 3,
+            budget_window: Duration::from_secs(3600),
+            default_grace: Duration::from_secs(60),
+            default_stop_timeout: Duration::from_secs(10),
+            operator_hold: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Everything `medic run` needs, parsed and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Compose project to watch in addition to `medic.enable=true` containers. When unset, the
+    /// project of medic's own container is used, if medic runs in one.
+    pub project: Option<String>,
+    /// The Docker endpoint (`DOCKER_HOST`), or the local socket when unset.
+    pub docker_host: Option<String>,
+    /// Where state survives restarts of medic.
+    pub data_dir: PathBuf,
+    /// Address of the HTTP server.
+    pub listen: SocketAddr,
+    /// How often every watched container is inspected, in case an event was missed.
+    pub reconcile_interval: Duration,
+    /// Healing policy.
+    pub healing: HealingSettings,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+/// Every variable medic reads; anything else starting with `MEDIC_` draws a warning.
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "MEDIC_PROJECT",
+    "MEDIC_DATA_DIR",
+    "MEDIC_LISTEN",
+    "MEDIC_RECONCILE_INTERVAL",
+    "MEDIC_FAILURE_THRESHOLD",
+    "MEDIC_RESTART_COOLDOWN",
+    "MEDIC_RESTART_BUDGET",
+    "MEDIC_RESTART_BUDGET_WINDOW",
+    "MEDIC_RESTART_GRACE",
+    "MEDIC_STOP_TIMEOUT",
+    "MEDIC_OPERATOR_HOLD",
+    "MEDIC_LOG_FORMAT",
+    "MEDIC_LOG",
+];
+
+impl Settings {
+    /// Reads settings from the process environment.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Settings::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads settings from a map of variables, so tests need not touch the process environment.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+        let get = |name: &'static str| {
+            vars.get(name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(|v| (name, v))
+        };
+        let defaults = HealingSettings::default();
+
+        let failure_threshold =
+            match get("MEDIC_FAILURE_THRESHOLD").or_else(|| get("MAX_CONSECUTIVE_FAILURES")) {
+                Some((var, v)) => parse_count(var, v, 1)?,
+                None => defaults.failure_threshold,
+            };
+        let restart_cooldown = match get("MEDIC_RESTART_COOLDOWN") {
+            Some((var, v)) => parse_duration(var, v)?,
+            None => match get("RESTART_COOLDOWN_MINUTES") {
+                Some((var, v)) => {
+                    let minutes: u64 = v.parse().map_err(|_| {
+                        ConfigError::invalid(var, v, "expected a whole number of minutes, e.g. 10")
+                    })?;
+                    Duration::from_secs(minutes * 60)
+                }
+                None => defaults.restart_cooldown,
+            },
+        };
+        let healing = HealingSettings {
+            failure_threshold,
+            restart_cooldown,
+            restart_budget: opt(get("MEDIC_RESTART_BUDGET"), |var, v| parse_count(var, v, 0))?
+                .unwrap_or(defaults.restart_budget),
+            budget_window: opt(get("MEDIC_RESTART_BUDGET_WINDOW"), parse_nonzero_duration)?
+                .unwrap_or(defaults.budget_window),
+            default_grace: opt(get("MEDIC_RESTART_GRACE"), parse_duration)?
+                .unwrap_or(defaults.default_grace),
+            default_stop_timeout: opt(get("MEDIC_STOP_TIMEOUT"), parse_duration)?
+                .unwrap_or(defaults.default_stop_timeout),
+            operator_hold: opt(get("MEDIC_OPERATOR_HOLD"), parse_duration)?
+                .unwrap_or(defaults.operator_hold),
+        };
+
+        let listen = match get("MEDIC_LISTEN") {
+            Some((var, v)) => v.parse().map_err(|_| {
+                ConfigError::invalid(var, v, "expected an address and port, e.g. 0.0.0.0:8080")
+            })?,
+            None => SocketAddr::from(([0, 0, 0, 0], 8080)),
+        };
+        let log_format = match get("MEDIC_LOG_FORMAT") {
+            None => LogFormat::Text,
+            Some((_, v)) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some((_, v)) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
+            Some((var, v)) => return Err(ConfigError::invalid(var, v, "expected text or json")),
+        };
+        let project = match get("MEDIC_PROJECT") {
+            Some((var, v)) => Some(parse_project(var, v)?),
+            None => None,
+        };
+
+        Ok(Settings {
+            project,
+            docker_host: get("DOCKER_HOST").map(|(_, v)| v.to_string()),
+            data_dir: get("MEDIC_DATA_DIR")
+                .map(|(_, v)| PathBuf::from(v))
+                .unwrap_or_else(|| PathBuf::from("/data")),
+            listen,
+            reconcile_interval: opt(get("MEDIC_RECONCILE_INTERVAL"), parse_nonzero_duration)?
+                .unwrap_or(Duration::from_secs(30)),
+            healing,
+            log_format,
+        })
+    }
+
+    /// `MEDIC_*` variables that medic does not know, each with the closest known name, so a typo
+    /// is reported instead of silently ignored.
+    pub fn unknown_variables(
+        vars: &HashMap<String, String>,
+    ) -> Vec<(String, Option<&'static str>)> {
+        let mut unknown: Vec<_> = vars
+            .keys()
+            .filter(|k| k.starts_with("MEDIC_") && !KNOWN_VARIABLES.contains(&k.as_str()))
+            .filter(|k| !k.starts_with("MEDIC_TEST_"))
+            .map(|k| (k.clone(), closest(k, KNOWN_VARIABLES)))
+            .collect();
+        unknown.sort();
+        unknown
+    }
+}
+
+fn opt<T>(
+    found: Option<(&str, &str)>,
+    parse: impl Fn(&str, &str) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    found.map(|(var, v)| parse(var, v)).transpose()
+}
+
+/// Parses `30s`, `10m`, `1h30m` or a bare number of seconds.
+pub fn parse_duration(var: &str, value: &str) -> Result<Duration, ConfigError> {
+    if let Ok(secs) = value.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(value).map_err(|e| {
+        ConfigError::invalid(
+            var,
+            value,
+            format!("{e}; expected a duration such as 30s, 10m or 1h"),
+        )
+    })
+}
+
+fn parse_nonzero_duration(var: &str, value: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration(var, value)?;
+    if d.is_zero() {
+        return Err(ConfigError::invalid(var, value, "must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn parse_count(var: &str, value: &str, min: u32) -> Result<u32, ConfigError> {
+    match value.parse::<u32>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(ConfigError::invalid(
+            var,
+            value,
+            format!("expected a whole number of at least {min}"),
+        )),
+    }
+}
+
+fn parse_project(var: &str, value: &str) -> Result<String, ConfigError> {
+    let valid = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !valid {
+        return Err(ConfigError::invalid(
+            var,
+            value,
+            "a compose project name has only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// The known name nearest to `name` by edit distance, if it is plausibly a typo of it.
+fn closest(name: &str, known: &[&'static str]) -> Option<&'static str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = Settings::from_vars(&vars(&[])).unwrap();
+        assert_eq!(s.healing.failure_threshold, 3);
+        assert_eq!(s.healing.restart_cooldown, Duration::from_secs(600));
+        assert_eq!(s.healing.restart_budget, 3);
+        assert_eq!(s.healing.budget_window, Duration::from_secs(3600));
+        assert_eq!(s.healing.default_grace, Duration::from_secs(60));
+        assert_eq!(s.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(s.data_dir, PathBuf::from("/data"));
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert!(s.project.is_none());
+    }
+
+    #[test]
+    fn aliases_are_read() {
+        let s = Settings::from_vars(&vars(&[
+            ("MAX_CONSECUTIVE_FAILURES", "5"),
+            ("RESTART_COOLDOWN_MINUTES", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(s.healing.failure_threshold, 5);
+        assert_eq!(s.healing.restart_cooldown, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn the_medic_name_wins_over_the_alias() {
+        let s = Settings::from_vars(&vars(&[
+            ("MEDIC_RESTART_COOLDOWN", "30s"),
+            ("RESTART_COOLDOWN_MINUTES", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(s.healing.restart_cooldown, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases = [
+            ("MEDIC_RESTART_COOLDOWN", "ten"),
+            ("MEDIC_FAILURE_THRESHOLD", "0"),
+            ("MEDIC_RESTART_BUDGET", "-1"),
+            ("MEDIC_LISTEN", "8080"),
+            ("MEDIC_LOG_FORMAT", "xml"),
+            ("MEDIC_PROJECT", "my project"),
+            ("MEDIC_RECONCILE_INTERVAL", "0s"),
+            ("RESTART_COOLDOWN_MINUTES", "1.5"),
+        ];
+        for (var, value) in cases {
+            let err = Settings::from_vars(&vars(&[(var, value)])).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(var), "{text} should name {var}");
+            assert!(text.contains(value), "{text} should show {value}");
+        }
+    }
+
+    #[test]
+    fn typos_are_found_with_a_suggestion() {
+        let unknown = Settings::unknown_variables(&vars(&[
+            ("MEDIC_RESTART_COOLDWN", "1m"),
+            ("MEDIC_RESTART_BUDGET", "3"),
+            ("MEDIC_TEST_SMTP_PORT", "2525"),
+            ("PATH", "/bin"),
+        ]));
+        assert_eq!(
+            unknown,
+            vec![(
+                "MEDIC_RESTART_COOLDWN".to_string(),
+                Some("MEDIC_RESTART_COOLDOWN")
+            )]
+        );
+    }
+}

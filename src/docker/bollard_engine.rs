@@ -1,0 +1,241 @@
+//! [`Engine`] over the Docker Engine API with bollard.
+//!
+//! The API version is negotiated on first contact and again after every reconnect, because
+//! users run engines both older (Debian's 20.10 speaks 1.41) and newer than bollard's default.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    EventsOptions, InspectContainerOptions, ListContainersOptions, RestartContainerOptions,
+};
+use bollard::Docker;
+use futures_util::stream::{BoxStream, StreamExt};
+use tokio::sync::RwLock;
+
+use super::{
+    Container, Engine, EngineError, EngineEvent, EngineVersion, EventKind, Health, RunState,
+};
+
+/// The engine reached through bollard.
+pub struct BollardEngine {
+    /// The client; replaced by a version-negotiated copy on every successful `version()` call.
+    client: RwLock<Docker>,
+}
+
+impl BollardEngine {
+    /// Prepares a client for `DOCKER_HOST` (unix://, tcp:// or http://) or the local socket.
+    /// Nothing is sent yet: the engine may come up later.
+    pub fn connect(docker_host: Option<&str>) -> Result<BollardEngine, EngineError> {
+        let client = match docker_host {
+            Some(host) => {
+                let host = if host.starts_with('/') {
+                    format!("unix://{host}")
+                } else {
+                    host.to_string()
+                };
+                Docker::connect_with_host(&host).map_err(|e| {
+                    EngineError::Api(format!(
+                        "DOCKER_HOST={host:?} is not usable ({e}); use unix:///path/to/docker.sock or tcp://host:port"
+                    ))
+                })?
+            }
+            None => Docker::connect_with_socket_defaults()
+                .map_err(|e| EngineError::Api(format!("cannot use /var/run/docker.sock: {e}")))?,
+        };
+        Ok(BollardEngine {
+            client: RwLock::new(client),
+        })
+    }
+
+    async fn client(&self) -> Docker {
+        self.client.read().await.clone()
+    }
+}
+
+fn map_err(e: bollard::errors::Error) -> EngineError {
+    use bollard::errors::Error as B;
+    match e {
+        B::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => EngineError::NotFound(message),
+        B::DockerResponseServerError {
+            status_code,
+            message,
+        } => EngineError::Api(format!("{status_code}: {message}")),
+        B::RequestTimeoutError => EngineError::Unreachable("request timed out".into()),
+        B::HyperResponseError { .. }
+        | B::IOError { .. }
+        | B::HyperLegacyError { .. }
+        | B::SocketNotFoundError(_) => EngineError::Unreachable(e.to_string()),
+        other => EngineError::Api(other.to_string()),
+    }
+}
+
+fn nanos(n: Option<i64>) -> Option<Duration> {
+    n.filter(|n| *n > 0).map(|n| Duration::from_nanos(n as u64))
+}
+
+#[async_trait::async_trait]
+impl Engine for BollardEngine {
+    async fn version(&self) -> Result<EngineVersion, EngineError> {
+        let negotiated = self
+            .client()
+            .await
+            .negotiate_version()
+            .await
+            .map_err(map_err)?;
+        let api_version = negotiated.client_version().to_string();
+        let version = negotiated.version().await.map_err(map_err)?;
+        *self.client.write().await = negotiated;
+        Ok(EngineVersion {
+            version: version.version.unwrap_or_default(),
+            api_version,
+        })
+    }
+
+    async fn list_labelled(&self, labels: &[String]) -> Result<Vec<Container>, EngineError> {
+        let client = self.client().await;
+        let mut seen = HashMap::new();
+        // The API ANDs label filters, so each label is its own query and the results are merged.
+        for label in labels {
+            let filters = HashMap::from([("label".to_string(), vec![label.clone()])]);
+            let options = ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            };
+            for summary in client
+                .list_containers(Some(options))
+                .await
+                .map_err(map_err)?
+            {
+                let Some(id) = summary.id.clone() else {
+                    continue;
+                };
+                let name = summary
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_else(|| id.chars().take(12).collect());
+                let state = summary
+                    .state
+                    .map(|s| RunState::parse(s.as_ref()))
+                    .unwrap_or(RunState::Unknown);
+                let health = Health::from_status_text(summary.status.as_deref().unwrap_or(""));
+                seen.insert(
+                    id.clone(),
+                    Container {
+                        id,
+                        name,
+                        labels: summary.labels.unwrap_or_default(),
+                        state,
+                        health,
+                        stop_timeout: None,
+                        start_period: None,
+                    },
+                );
+            }
+        }
+        let mut containers: Vec<Container> = seen.into_values().collect();
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(containers)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<Container>, EngineError> {
+        let response = match self
+            .client()
+            .await
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(map_err)
+        {
+            Ok(r) => r,
+            Err(EngineError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let config = response.config.unwrap_or_default();
+        let state = response.state.unwrap_or_default();
+        let run_state = state
+            .status
+            .map(|s| RunState::parse(s.as_ref()))
+            .unwrap_or(RunState::Unknown);
+        let health = state
+            .health
+            .and_then(|h| h.status)
+            .map(|s| Health::parse(s.as_ref()))
+            .unwrap_or(Health::None);
+        Ok(Some(Container {
+            id: response.id.unwrap_or_else(|| id.to_string()),
+            name: response
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            labels: config.labels.unwrap_or_default(),
+            state: run_state,
+            health,
+            stop_timeout: config
+                .stop_timeout
+                .filter(|s| *s >= 0)
+                .map(|s| Duration::from_secs(s as u64)),
+            start_period: config.healthcheck.and_then(|h| nanos(h.start_period)),
+        }))
+    }
+
+    async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<(), EngineError> {
+        let seconds = i32::try_from(stop_timeout.as_secs()).unwrap_or(i32::MAX);
+        let client = self
+            .client()
+            .await
+            .with_timeout(stop_timeout + Duration::from_secs(120));
+        client
+            .restart_container(
+                id,
+                Some(RestartContainerOptions {
+                    t: Some(seconds),
+                    signal: None,
+                }),
+            )
+            .await
+            .map_err(map_err)
+    }
+
+    fn events(&self) -> BoxStream<'static, Result<EngineEvent, EngineError>> {
+        let client = match self.client.try_read() {
+            Ok(c) => c.clone(),
+            Err(_) => {
+                return futures_util::stream::once(async {
+                    Err(EngineError::Unreachable("client busy reconnecting".into()))
+                })
+                .boxed()
+            }
+        };
+        let filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
+        let options = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        client
+            .events(Some(options))
+            .filter_map(|item| async move {
+                match item {
+                    Err(e) => Some(Err(map_err(e))),
+                    Ok(message) => {
+                        let actor = message.actor?;
+                        let id = actor.id?;
+                        let action = message.action?;
+                        Some(Ok(EngineEvent {
+                            id,
+                            kind: EventKind::parse(&action),
+                            attributes: actor.attributes.unwrap_or_default(),
+                            time_nanos: message.time_nano.unwrap_or_default(),
+                        }))
+                    }
+                }
+            })
+            .boxed()
+    }
+}

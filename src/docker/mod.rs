@@ -1,0 +1,328 @@
+//! The Docker Engine as medic sees it: containers, their health, their events, and a restart.
+//!
+//! [`Engine`] is the one seam between medic and Docker; [`BollardEngine`] is its implementation
+//! over the Engine API (unix socket or `DOCKER_HOST`, version negotiated). Everything above this
+//! module works on the plain data in [`Container`] and [`EngineEvent`].
+
+mod bollard_engine;
+pub mod scope;
+
+pub use bollard_engine::BollardEngine;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+
+/// Label: the compose project a container belongs to.
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+/// Label: the compose service a container runs.
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+/// Label: `true` brings a container into scope, `false` takes one out.
+pub const LABEL_ENABLE: &str = "medic.enable";
+/// Label: `false` means medic alerts about the container but never restarts it.
+pub const LABEL_RESTART: &str = "medic.restart";
+/// Label: seconds (or a duration) Docker waits for the container to stop during a restart.
+pub const LABEL_STOP_TIMEOUT: &str = "medic.stop-timeout";
+
+/// What went wrong talking to the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine did not answer: socket missing, connection refused, timeout.
+    #[error("Docker engine unreachable: {0}")]
+    Unreachable(String),
+    /// The container does not exist (any more).
+    #[error("no such container: {0}")]
+    NotFound(String),
+    /// The engine answered with an error.
+    #[error("Docker engine error: {0}")]
+    Api(String),
+}
+
+/// A container's run state, as Docker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    Unknown,
+}
+
+impl RunState {
+    fn parse(s: &str) -> RunState {
+        match s {
+            "created" => RunState::Created,
+            "running" => RunState::Running,
+            "paused" => RunState::Paused,
+            "restarting" => RunState::Restarting,
+            "removing" => RunState::Removing,
+            "exited" => RunState::Exited,
+            "dead" => RunState::Dead,
+            _ => RunState::Unknown,
+        }
+    }
+}
+
+/// The result of a container's own HEALTHCHECK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// The container declares no healthcheck.
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    fn parse(s: &str) -> Health {
+        match s {
+            "starting" => Health::Starting,
+            "healthy" => Health::Healthy,
+            "unhealthy" => Health::Unhealthy,
+            _ => Health::None,
+        }
+    }
+
+    /// Reads the health from a container list's status text, e.g. `Up 3 minutes (unhealthy)`.
+    fn from_status_text(status: &str) -> Health {
+        if status.contains("(unhealthy)") {
+            Health::Unhealthy
+        } else if status.contains("(healthy)") {
+            Health::Healthy
+        } else if status.contains("(health: starting)") {
+            Health::Starting
+        } else {
+            Health::None
+        }
+    }
+}
+
+/// A container and what medic needs to know about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    /// Full container id.
+    pub id: String,
+    /// Container name without Docker's leading slash.
+    pub name: String,
+    /// All labels, scope and per-container settings are read from them.
+    pub labels: HashMap<String, String>,
+    /// Run state.
+    pub state: RunState,
+    /// HEALTHCHECK status.
+    pub health: Health,
+    /// `Config.StopTimeout`, when the container sets one (inspect only).
+    pub stop_timeout: Option<Duration>,
+    /// The healthcheck's `start_period`, when set (inspect only): medic's grace after a restart.
+    pub start_period: Option<Duration>,
+}
+
+impl Container {
+    /// The compose project, if the container belongs to one.
+    pub fn project(&self) -> Option<&str> {
+        self.labels.get(LABEL_PROJECT).map(String::as_str)
+    }
+
+    /// The component this container belongs to: its compose service, else its name.
+    pub fn component(&self) -> String {
+        component_of(&self.labels, &self.name)
+    }
+
+    /// False when labelled `medic.restart=false`.
+    pub fn restart_allowed(&self) -> bool {
+        !label_is_false(&self.labels, LABEL_RESTART)
+    }
+}
+
+/// The component name for a container with these labels and name.
+pub fn component_of(labels: &HashMap<String, String>, name: &str) -> String {
+    labels
+        .get(LABEL_SERVICE)
+        .cloned()
+        .unwrap_or_else(|| name.trim_start_matches('/').to_string())
+}
+
+fn label_is_false(labels: &HashMap<String, String>, key: &str) -> bool {
+    labels
+        .get(key)
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0" | "no"))
+}
+
+fn label_is_true(labels: &HashMap<String, String>, key: &str) -> bool {
+    labels
+        .get(key)
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+}
+
+/// What happened to a container, from the engine's event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// `health_status: healthy|unhealthy|starting`.
+    Health(Health),
+    /// The container's process exited.
+    Die,
+    /// The kernel killed a process of the container for memory.
+    Oom,
+    /// The container started.
+    Start,
+    /// The container was stopped through the API (an operator, compose, or a restart).
+    Stop,
+    /// A signal was sent through the API.
+    Kill,
+    /// The container was removed.
+    Destroy,
+    /// Anything else; kept so the log can say what it was.
+    Other(String),
+}
+
+impl EventKind {
+    /// Parses Docker's action text (`health_status: unhealthy`, `die`, ...).
+    pub fn parse(action: &str) -> EventKind {
+        if let Some(status) = action.strip_prefix("health_status:") {
+            return EventKind::Health(Health::parse(status.trim()));
+        }
+        match action {
+            "die" => EventKind::Die,
+            "oom" => EventKind::Oom,
+            "start" => EventKind::Start,
+            "stop" => EventKind::Stop,
+            "kill" => EventKind::Kill,
+            "destroy" => EventKind::Destroy,
+            other => EventKind::Other(other.to_string()),
+        }
+    }
+}
+
+/// One container event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineEvent {
+    /// The container's id.
+    pub id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// The container's name and labels as the engine attached them to the event.
+    pub attributes: HashMap<String, String>,
+    /// When the engine emitted the event, in nanoseconds since the epoch.
+    pub time_nanos: i64,
+}
+
+impl EngineEvent {
+    /// The container name carried by the event.
+    pub fn name(&self) -> &str {
+        self.attributes
+            .get("name")
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// Facts about the engine for logs and `/health/detailed`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineVersion {
+    /// The engine's version, e.g. 20.10.24.
+    pub version: String,
+    /// The API version medic talks, after negotiation.
+    pub api_version: String,
+}
+
+/// The Docker Engine operations medic uses.
+#[async_trait::async_trait]
+pub trait Engine: Send + Sync {
+    /// Engine and negotiated API versions; also the cheapest "is it there" call.
+    async fn version(&self) -> Result<EngineVersion, EngineError>;
+    /// Every container, running or not, that carries one of these `key=value` labels.
+    async fn list_labelled(&self, labels: &[String]) -> Result<Vec<Container>, EngineError>;
+    /// One container in full; `Ok(None)` when it no longer exists.
+    async fn inspect(&self, id: &str) -> Result<Option<Container>, EngineError>;
+    /// Restarts a container, giving it `stop_timeout` to stop before it is killed.
+    async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<(), EngineError>;
+    /// Container events from now on. The stream ends or errors when the engine goes away.
+    fn events(&self) -> BoxStream<'static, Result<EngineEvent, EngineError>>;
+}
+
+/// Finds the id of the container medic itself runs in, if any, from what the kernel shows it.
+pub fn own_container_id() -> Option<String> {
+    for path in ["/proc/self/mountinfo", "/proc/self/cgroup"] {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Some(id) = find_container_id(&text) {
+                return Some(id);
+            }
+        }
+    }
+    None
+}
+
+/// Finds a 64-hex-digit container id after `/containers/` (mountinfo under cgroup v2) or
+/// `/docker/` or `docker-` (cgroup v1 and systemd scopes).
+fn find_container_id(text: &str) -> Option<String> {
+    for marker in ["/containers/", "/docker/", "docker-"] {
+        for (at, _) in text.match_indices(marker) {
+            let rest = &text[at + marker.len()..];
+            let candidate: String = rest.chars().take(64).collect();
+            if candidate.len() == 64 && candidate.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_is_read_from_status_text() {
+        assert_eq!(
+            Health::from_status_text("Up 2 minutes (unhealthy)"),
+            Health::Unhealthy
+        );
+        assert_eq!(
+            Health::from_status_text("Up 2 minutes (healthy)"),
+            Health::Healthy
+        );
+        assert_eq!(
+            Health::from_status_text("Up 1 second (health: starting)"),
+            Health::Starting
+        );
+        assert_eq!(Health::from_status_text("Up 2 minutes"), Health::None);
+    }
+
+    #[test]
+    fn event_actions_parse() {
+        assert_eq!(
+            EventKind::parse("health_status: unhealthy"),
+            EventKind::Health(Health::Unhealthy)
+        );
+        assert_eq!(EventKind::parse("die"), EventKind::Die);
+        assert_eq!(
+            EventKind::parse("exec_start: sh"),
+            EventKind::Other("exec_start: sh".into())
+        );
+    }
+
+    #[test]
+    fn container_id_is_found_in_mountinfo_and_cgroup() {
+        let id = "a".repeat(64);
+        let mountinfo = format!(
+            "1234 567 0:45 /var/lib/docker/containers/{id}/hostname /etc/hostname rw - ext4"
+        );
+        assert_eq!(find_container_id(&mountinfo), Some(id.clone()));
+        let cgroup = format!("12:memory:/docker/{id}\n");
+        assert_eq!(find_container_id(&cgroup), Some(id));
+        assert_eq!(find_container_id("0::/init.scope\n"), None);
+    }
+
+    #[test]
+    fn component_is_the_service_else_the_name() {
+        let mut labels = HashMap::new();
+        assert_eq!(component_of(&labels, "/web-1"), "web-1");
+        labels.insert(LABEL_SERVICE.to_string(), "web".to_string());
+        assert_eq!(component_of(&labels, "/web-1"), "web");
+    }
+}

@@ -1,0 +1,102 @@
+//! Which containers are medic's to watch and heal (SPEC "What is watched").
+//!
+//! In scope: every container of the watched compose project, and any container labelled
+//! `medic.enable=true`. Out of scope: everything else, any container labelled
+//! `medic.enable=false`, and medic's own container, always.
+
+use std::collections::HashMap;
+
+use super::{label_is_false, label_is_true, LABEL_ENABLE, LABEL_PROJECT};
+
+/// The rule that decides whether a container is medic's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scope {
+    /// The compose project watched as a whole, if any.
+    pub project: Option<String>,
+    /// medic's own container id, never touched.
+    pub own_id: Option<String>,
+}
+
+impl Scope {
+    /// True when the container with this id and these labels is watched.
+    pub fn contains(&self, id: &str, labels: &HashMap<String, String>) -> bool {
+        if self.is_own(id) || label_is_false(labels, LABEL_ENABLE) {
+            return false;
+        }
+        if label_is_true(labels, LABEL_ENABLE) {
+            return true;
+        }
+        match (&self.project, labels.get(LABEL_PROJECT)) {
+            (Some(watched), Some(project)) => watched == project,
+            _ => false,
+        }
+    }
+
+    /// True for medic's own container (ids may be given short).
+    pub fn is_own(&self, id: &str) -> bool {
+        match &self.own_id {
+            Some(own) if !id.is_empty() => own.starts_with(id) || id.starts_with(own.as_str()),
+            _ => false,
+        }
+    }
+
+    /// The `key=value` label filters that together list every candidate container.
+    pub fn label_filters(&self) -> Vec<String> {
+        let mut filters = vec![format!("{LABEL_ENABLE}=true")];
+        if let Some(project) = &self.project {
+            filters.push(format!("{LABEL_PROJECT}={project}"));
+        }
+        filters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn scope_table() {
+        let own = "f".repeat(64);
+        let scope = Scope {
+            project: Some("shop".into()),
+            own_id: Some(own.clone()),
+        };
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
+            ("a1", &[(LABEL_PROJECT, "shop")], true),
+            ("a2", &[(LABEL_PROJECT, "other")], false),
+            ("a3", &[], false),
+            ("a4", &[(LABEL_ENABLE, "true")], true),
+            (
+                "a5",
+                &[(LABEL_PROJECT, "other"), (LABEL_ENABLE, "true")],
+                true,
+            ),
+            (
+                "a6",
+                &[(LABEL_PROJECT, "shop"), (LABEL_ENABLE, "false")],
+                false,
+            ),
+            (&own[..12], &[(LABEL_PROJECT, "shop")], false),
+            (&own, &[(LABEL_ENABLE, "true")], false),
+        ];
+        for (id, l, expected) in cases {
+            assert_eq!(scope.contains(id, &labels(l)), *expected, "{id} {l:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_project_only_enabled_containers_count() {
+        let scope = Scope::default();
+        assert!(!scope.contains("x", &labels(&[(LABEL_PROJECT, "shop")])));
+        assert!(scope.contains("x", &labels(&[(LABEL_ENABLE, "true")])));
+        assert_eq!(scope.label_filters(), vec!["medic.enable=true".to_string()]);
+    }
+}

@@ -1,0 +1,13 @@
+//! medic: a Docker-native sidecar that keeps a docker compose stack healthy.
+//!
+//! Data flows one way: [`config`] → [`docker`] (discovery and events) → [`policy`] (pure
+//! decisions) → [`supervisor`] (restarts) and [`store`] (durable state) → [`api`].
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod docker;
+pub mod policy;
+pub mod status;
+pub mod store;
+pub mod supervisor;

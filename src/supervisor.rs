@@ -1,0 +1,729 @@
+//! The healing loop: Docker events and periodic reconciles in, restarts out.
+//!
+//! Two tasks cooperate:
+//! - the *watcher* keeps a connection to the engine (reconnecting with backoff when it goes
+//!   away), forwards container events as they happen, and lists every watched container on each
+//!   reconcile tick and right after every (re)connect;
+//! - the *brain* owns all policy state. It turns what the watcher saw into observations, runs the
+//!   pure policy, persists the result, and spawns one task per restart, so restarts of different
+//!   services run in parallel while decisions about one service stay in order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::config::{parse_duration, HealingSettings};
+use crate::docker::scope::Scope;
+use crate::docker::{
+    own_container_id, Container, Engine, EngineError, EngineEvent, EventKind, Health, RunState,
+    LABEL_STOP_TIMEOUT,
+};
+use crate::policy::{
+    decide_restart, record_check, restarted, CheckState, CheckVerdict, Decision, HoldReason,
+    Instant, Outcome, RestartContext, ServiceState,
+};
+use crate::status::{DockerStatus, Status};
+use crate::store::{RestartRecord, Store};
+
+/// How long events caused by medic's own restart of a container are not taken for an operator's.
+const OWN_RESTART_ECHO: Duration = Duration::from_secs(15);
+
+/// What the watcher and the restart tasks tell the brain.
+#[derive(Debug)]
+enum Message {
+    /// A container event.
+    Event(EngineEvent),
+    /// Every watched container, as listed just now.
+    Snapshot(Vec<Container>),
+    /// A restart task finished.
+    RestartDone(RestartDone),
+}
+
+#[derive(Debug)]
+struct RestartDone {
+    service: String,
+    container_id: String,
+    result: RestartResult,
+}
+
+#[derive(Debug)]
+enum RestartResult {
+    /// The engine restarted the container; failures count again after `grace`.
+    Restarted { grace: Duration },
+    /// Nothing was done, for this reason, and the budget slot is given back.
+    Skipped(String),
+    /// The engine refused or failed.
+    Failed(String),
+}
+
+/// Settings the supervisor needs.
+#[derive(Debug, Clone)]
+pub struct SupervisorSettings {
+    /// The compose project from `MEDIC_PROJECT`; else discovered from medic's own container.
+    pub project: Option<String>,
+    /// The healing policy.
+    pub healing: HealingSettings,
+    /// How often to list every watched container.
+    pub reconcile_interval: Duration,
+}
+
+/// Starts the watcher and the brain on `tracker`; both stop when `shutdown` is cancelled.
+pub fn spawn(
+    settings: SupervisorSettings,
+    engine: Arc<dyn Engine>,
+    store: Arc<Store>,
+    status: Arc<Status>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel(4096);
+    let (scope_tx, scope_rx) = tokio::sync::watch::channel(None::<Scope>);
+    let brain = Brain {
+        healing: settings.healing.clone(),
+        services: store.load_services()?,
+        checks: store.load_checks()?,
+        engine: engine.clone(),
+        store,
+        status: status.clone(),
+        tx: tx.clone(),
+        scope: None,
+        scope_rx,
+        in_flight: HashMap::new(),
+        own_restarts: HashMap::new(),
+        operator_holds: HashMap::new(),
+        last_hold: HashMap::new(),
+        tracker: tracker.clone(),
+    };
+    tracker.spawn(brain.run(rx, shutdown.clone()));
+    let watcher = Watcher {
+        engine,
+        status,
+        tx,
+        settings,
+        scope_tx,
+    };
+    tracker.spawn(watcher.run(shutdown));
+    Ok(())
+}
+
+struct Watcher {
+    engine: Arc<dyn Engine>,
+    status: Arc<Status>,
+    tx: mpsc::Sender<Message>,
+    settings: SupervisorSettings,
+    scope_tx: tokio::sync::watch::Sender<Option<Scope>>,
+}
+
+impl Watcher {
+    async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(500);
+        let mut was_connected = false;
+        loop {
+            let version = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                v = self.engine.version() => v,
+            };
+            let version = match version {
+                Ok(v) => v,
+                Err(e) => {
+                    self.status.set_docker(DockerStatus {
+                        reachable: false,
+                        error: Some(e.to_string()),
+                        ..self.status.docker()
+                    });
+                    warn!(error = %e, retry_in = ?backoff, "cannot reach the Docker engine; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(500);
+            info!(
+                engine = %version.version,
+                api = %version.api_version,
+                reconnected = was_connected,
+                "connected to the Docker engine"
+            );
+            was_connected = true;
+            self.status.set_docker(DockerStatus {
+                reachable: true,
+                version: Some(version.version.clone()),
+                api_version: Some(version.api_version.clone()),
+                error: None,
+            });
+            if self.scope_tx.borrow().is_none() {
+                match self.discover_scope().await {
+                    Ok(scope) => {
+                        self.status.set_project(scope.project.clone());
+                        self.scope_tx.send_replace(Some(scope));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot inspect medic's own container yet; retrying");
+                        continue;
+                    }
+                }
+            }
+            let scope = self.scope_tx.borrow().clone().unwrap_or_default();
+            if let Err(e) = self.follow(&scope, &shutdown).await {
+                self.status.set_docker(DockerStatus {
+                    reachable: false,
+                    error: Some(e.to_string()),
+                    ..self.status.docker()
+                });
+                error!(error = %e, "lost the Docker engine; reconnecting");
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// Finds medic's own container and the project to watch.
+    async fn discover_scope(&self) -> Result<Scope, EngineError> {
+        let mut own_id = own_container_id();
+        if own_id.is_none() {
+            // Docker sets the hostname to the short container id unless told otherwise.
+            if let Ok(hostname) = std::env::var("HOSTNAME") {
+                if hostname.len() >= 12 && hostname.chars().all(|c| c.is_ascii_hexdigit()) {
+                    if let Some(c) = self.engine.inspect(&hostname).await? {
+                        if c.id.starts_with(&hostname) {
+                            own_id = Some(c.id);
+                        }
+                    }
+                }
+            }
+        }
+        let mut own_project = None;
+        if let Some(id) = &own_id {
+            if let Some(own) = self.engine.inspect(id).await? {
+                own_project = own.project().map(str::to_string);
+            }
+        }
+        let project = self.settings.project.clone().or(own_project);
+        match (&project, &own_id) {
+            (Some(p), _) => info!(project = %p, own_container = ?own_id, "watching compose project {p} and containers labelled medic.enable=true"),
+            (None, Some(_)) => info!(own_container = ?own_id, "medic's container is in no compose project: watching containers labelled medic.enable=true"),
+            (None, None) => info!("not running in a container and MEDIC_PROJECT is unset: watching containers labelled medic.enable=true"),
+        }
+        Ok(Scope { project, own_id })
+    }
+
+    /// Forwards events and reconciles until the engine goes away or shutdown.
+    async fn follow(&self, scope: &Scope, shutdown: &CancellationToken) -> Result<(), EngineError> {
+        // Subscribe first, then list, so nothing that happens in between is missed.
+        let mut events = self.engine.events();
+        self.reconcile(scope).await?;
+        let mut tick = tokio::time::interval(self.settings.reconcile_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                event = events.next() => match event {
+                    Some(Ok(event)) => {
+                        if self.tx.send(Message::Event(event)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(EngineError::Unreachable("the event stream ended".into())),
+                },
+                _ = tick.tick() => self.reconcile(scope).await?,
+            }
+        }
+    }
+
+    async fn reconcile(&self, scope: &Scope) -> Result<(), EngineError> {
+        let containers = self.engine.list_labelled(&scope.label_filters()).await?;
+        debug!(count = containers.len(), "reconciled");
+        let _ = self.tx.send(Message::Snapshot(containers)).await;
+        Ok(())
+    }
+}
+
+/// A restart in progress.
+struct InFlight {
+    /// The service state before the restart, restored if the restart is skipped.
+    before: ServiceState,
+}
+
+struct Brain {
+    healing: HealingSettings,
+    /// Restart state per service (`project/service`, or the container name).
+    services: HashMap<String, ServiceState>,
+    /// Failure tally per check (`docker:<container name>`).
+    checks: HashMap<String, CheckState>,
+    engine: Arc<dyn Engine>,
+    store: Arc<Store>,
+    status: Arc<Status>,
+    /// For restart tasks to report back.
+    tx: mpsc::Sender<Message>,
+    /// Scope, once the watcher has discovered it.
+    scope: Option<Scope>,
+    scope_rx: tokio::sync::watch::Receiver<Option<Scope>>,
+    /// Services with a restart under way.
+    in_flight: HashMap<String, InFlight>,
+    /// Containers medic restarted, and until when their stop/kill events are medic's own echo.
+    own_restarts: HashMap<String, tokio::time::Instant>,
+    /// Projects (or lone containers) an operator is stopping, and until when restarts wait.
+    operator_holds: HashMap<String, Instant>,
+    /// The last hold logged per service, so a steady hold is logged once.
+    last_hold: HashMap<String, String>,
+    tracker: TaskTracker,
+}
+
+/// The key of a service for restart state: `project/service`, or the container name alone.
+fn service_key(c: &Container) -> String {
+    match c.project() {
+        Some(p) => format!("{p}/{}", c.component()),
+        None => c.component(),
+    }
+}
+
+/// The key operator holds are kept under: the project, or the container for lone ones.
+fn hold_key(labels: &HashMap<String, String>, name: &str) -> String {
+    labels
+        .get(crate::docker::LABEL_PROJECT)
+        .map(|p| format!("project:{p}"))
+        .unwrap_or_else(|| format!("container:{name}"))
+}
+
+impl Brain {
+    async fn run(mut self, mut rx: mpsc::Receiver<Message>, shutdown: CancellationToken) {
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = heartbeat.tick() => self.beat(),
+                changed = self.scope_rx.changed() => {
+                    if changed.is_ok() {
+                        self.scope = self.scope_rx.borrow().clone();
+                    }
+                }
+                message = rx.recv() => match message {
+                    None => return,
+                    Some(Message::Event(e)) => self.on_event(e),
+                    Some(Message::Snapshot(list)) => self.on_snapshot(list),
+                    Some(Message::RestartDone(done)) => self.on_restart_done(done),
+                },
+            }
+        }
+    }
+
+    fn beat(&mut self) {
+        self.status.beat();
+        let now = tokio::time::Instant::now();
+        self.own_restarts.retain(|_, until| *until > now);
+        let wall = Utc::now();
+        self.operator_holds.retain(|_, until| *until > wall);
+        self.status
+            .set_store_error(self.store.check_writable().err().map(|e| format!("{e:#}")));
+    }
+
+    fn in_scope(&self, id: &str, labels: &HashMap<String, String>) -> bool {
+        self.scope
+            .as_ref()
+            .is_some_and(|scope| scope.contains(id, labels))
+    }
+
+    fn on_event(&mut self, event: EngineEvent) {
+        if !self.in_scope(&event.id, &event.attributes) {
+            return;
+        }
+        let name = event.name().to_string();
+        let component = crate::docker::component_of(&event.attributes, &name);
+        let span = tracing::info_span!("event", %component, container = %name);
+        let _enter = span.enter();
+        let now = Utc::now();
+        match &event.kind {
+            EventKind::Health(Health::Unhealthy) => {
+                let container = container_from_event(&event);
+                self.observe_docker_health(&container, now, Some(event.time_nanos));
+            }
+            EventKind::Health(Health::Healthy) => {
+                let container = container_from_event(&event);
+                self.observe_docker_health(&container, now, None);
+            }
+            EventKind::Stop | EventKind::Kill | EventKind::Destroy => {
+                let own = self
+                    .own_restarts
+                    .get(&event.id)
+                    .is_some_and(|until| *until > tokio::time::Instant::now());
+                if own {
+                    debug!(action = ?event.kind, "echo of medic's own restart");
+                    return;
+                }
+                let key = hold_key(&event.attributes, &name);
+                let until = now
+                    + chrono::Duration::from_std(self.healing.operator_hold)
+                        .unwrap_or(chrono::Duration::zero());
+                if self.operator_holds.insert(key.clone(), until).is_none() {
+                    info!(
+                        action = ?event.kind,
+                        hold_until = %until,
+                        "stopped by an operator: medic will not start it, and holds restarts in {key}"
+                    );
+                }
+                self.history(
+                    &component,
+                    "operator_stop",
+                    &format!("{name}: {:?} by an operator", event.kind),
+                );
+            }
+            EventKind::Die => {
+                let code = event
+                    .attributes
+                    .get("exitCode")
+                    .cloned()
+                    .unwrap_or_default();
+                debug!(exit_code = %code, "container exited");
+            }
+            EventKind::Oom => {
+                warn!("container ran out of memory");
+                self.history(&component, "oom", &format!("{name} ran out of memory"));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_snapshot(&mut self, containers: Vec<Container>) {
+        let now = Utc::now();
+        for container in containers {
+            if !self.in_scope(&container.id, &container.labels) {
+                continue;
+            }
+            if container.state != RunState::Running {
+                continue;
+            }
+            if matches!(container.health, Health::Unhealthy | Health::Healthy) {
+                let span = tracing::info_span!("reconcile", component = %container.component(), container = %container.name);
+                let _enter = span.enter();
+                self.observe_docker_health(&container, now, None);
+            }
+        }
+    }
+
+    /// Feeds a container's Docker health into the policy and acts on the verdict.
+    fn observe_docker_health(
+        &mut self,
+        container: &Container,
+        now: Instant,
+        event_nanos: Option<i64>,
+    ) {
+        let service = service_key(container);
+        let check_key = format!("docker:{}", container.name);
+        let outcome = match container.health {
+            Health::Unhealthy => Outcome::Fail("Docker reports the container unhealthy".into()),
+            _ => Outcome::Pass,
+        };
+        let service_state = self.services.get(&service).cloned().unwrap_or_default();
+        let in_grace = service_state.in_grace(now);
+        let before = self.checks.get(&check_key).cloned().unwrap_or_default();
+        // Docker has already counted its own healthcheck retries: unhealthy is the threshold.
+        let (check, verdict) = record_check(&before, &outcome, now, 1, in_grace);
+        if check != before {
+            self.save_check(&check_key, &check);
+            self.checks.insert(check_key, check);
+        }
+        match verdict {
+            CheckVerdict::Passed { recovered: true } => {
+                info!("healthy again");
+                self.history(
+                    &container.component(),
+                    "recovered",
+                    &format!("{} is healthy again", container.name),
+                );
+                if service_state.gave_up {
+                    let next = service_state.recovered();
+                    self.save_service(&service, &next);
+                    self.services.insert(service.clone(), next);
+                }
+                self.last_hold.remove(&service);
+            }
+            CheckVerdict::Passed { recovered: false } | CheckVerdict::Failing { .. } => {}
+            CheckVerdict::IgnoredInGrace => debug!("unhealthy during the grace after a restart"),
+            CheckVerdict::ThresholdReached { consecutive } => {
+                if consecutive == 1 {
+                    warn!("Docker reports the container unhealthy");
+                    self.history(
+                        &container.component(),
+                        "unhealthy",
+                        &format!("{} is unhealthy", container.name),
+                    );
+                }
+                self.consider_restart(
+                    &service,
+                    container,
+                    "Docker reports the container unhealthy",
+                    now,
+                    event_nanos,
+                );
+            }
+        }
+    }
+
+    fn consider_restart(
+        &mut self,
+        service: &str,
+        container: &Container,
+        reason: &str,
+        now: Instant,
+        event_nanos: Option<i64>,
+    ) {
+        if self.in_flight.contains_key(service) {
+            debug!("a restart is already under way");
+            return;
+        }
+        if self.scope.as_ref().is_some_and(|s| s.is_own(&container.id)) {
+            return;
+        }
+        let state = self.services.get(service).cloned().unwrap_or_default();
+        let ctx = RestartContext {
+            opted_out: !container.restart_allowed(),
+            operator_hold_until: self
+                .operator_holds
+                .get(&hold_key(&container.labels, &container.name))
+                .copied(),
+            silenced_until: None,
+        };
+        let (next, decision) = decide_restart(&state, now, &self.healing, &ctx);
+        match decision {
+            Decision::Hold(hold) => {
+                self.log_hold(service, &container.component(), &hold);
+            }
+            Decision::GiveUp { next_slot } => {
+                error!(%next_slot, budget = self.healing.restart_budget, "GAVE UP: restart budget spent; no restart until a slot frees");
+                self.history(
+                    &container.component(),
+                    "gave_up",
+                    &format!(
+                        "{} restarts within {} spent; next slot at {next_slot}",
+                        self.healing.restart_budget,
+                        humantime::format_duration(self.healing.budget_window)
+                    ),
+                );
+                self.save_service(service, &next);
+                self.services.insert(service.to_string(), next);
+            }
+            Decision::Restart => {
+                // Recorded before the call: a crash of medic right after still counts it.
+                let after = restarted(&next, now, self.healing.default_grace, &self.healing);
+                self.save_service(service, &after);
+                self.services.insert(service.to_string(), after);
+                self.in_flight
+                    .insert(service.to_string(), InFlight { before: state });
+                self.last_hold.remove(service);
+                self.own_restarts.insert(
+                    container.id.clone(),
+                    tokio::time::Instant::now() + Duration::from_secs(600),
+                );
+                let task = RestartTask {
+                    engine: self.engine.clone(),
+                    store: self.store.clone(),
+                    tx: self.tx.clone(),
+                    service: service.to_string(),
+                    container_id: container.id.clone(),
+                    container_name: container.name.clone(),
+                    reason: reason.to_string(),
+                    default_stop_timeout: self.healing.default_stop_timeout,
+                    default_grace: self.healing.default_grace,
+                    at: now,
+                    event_nanos,
+                };
+                let span = tracing::info_span!("restart", component = %container.component(), container = %container.name);
+                self.tracker.spawn(task.run().instrument(span));
+            }
+        }
+    }
+
+    fn on_restart_done(&mut self, done: RestartDone) {
+        let Some(in_flight) = self.in_flight.remove(&done.service) else {
+            return;
+        };
+        self.own_restarts.insert(
+            done.container_id.clone(),
+            tokio::time::Instant::now() + OWN_RESTART_ECHO,
+        );
+        let now = Utc::now();
+        match done.result {
+            RestartResult::Restarted { grace } => {
+                if let Some(state) = self.services.get(&done.service).cloned() {
+                    let next = ServiceState {
+                        grace_until: Some(
+                            now + chrono::Duration::from_std(grace).unwrap_or_default(),
+                        ),
+                        ..state
+                    };
+                    self.save_service(&done.service, &next);
+                    self.services.insert(done.service, next);
+                }
+            }
+            RestartResult::Skipped(why) => {
+                info!(service = %done.service, "restart not made: {why}");
+                self.save_service(&done.service, &in_flight.before);
+                self.services.insert(done.service, in_flight.before);
+            }
+            RestartResult::Failed(error) => {
+                self.history(&done.service, "restart_failed", &error);
+            }
+        }
+    }
+
+    fn log_hold(&mut self, service: &str, component: &str, hold: &HoldReason) {
+        let kind = match hold {
+            HoldReason::OptedOut => "opted_out",
+            HoldReason::Silenced { .. } => "silenced",
+            HoldReason::OperatorStopping { .. } => "operator",
+            HoldReason::InGrace { .. } => "grace",
+            HoldReason::Cooldown { .. } => "cooldown",
+            HoldReason::BudgetSpent { .. } => "budget",
+        };
+        if self.last_hold.get(service).map(String::as_str) != Some(kind) {
+            info!(hold = kind, "not restarting: {hold}");
+            self.history(component, "held", &hold.to_string());
+            self.last_hold.insert(service.to_string(), kind.to_string());
+        }
+    }
+
+    fn save_service(&self, service: &str, state: &ServiceState) {
+        if let Err(e) = self.store.save_service(service, state) {
+            error!(%service, error = %format!("{e:#}"), "cannot save service state");
+        }
+    }
+
+    fn save_check(&self, key: &str, state: &CheckState) {
+        if let Err(e) = self.store.save_check(key, state) {
+            error!(check = %key, error = %format!("{e:#}"), "cannot save check state");
+        }
+    }
+
+    fn history(&self, component: &str, kind: &str, message: &str) {
+        if let Err(e) = self
+            .store
+            .record_history(Utc::now(), component, kind, message)
+        {
+            error!(error = %format!("{e:#}"), "cannot record history");
+        }
+    }
+}
+
+/// The container as far as an event describes it: labels and name, presumed running.
+fn container_from_event(event: &EngineEvent) -> Container {
+    let health = match &event.kind {
+        EventKind::Health(h) => *h,
+        _ => Health::None,
+    };
+    let mut labels = event.attributes.clone();
+    labels.remove("name");
+    labels.remove("image");
+    Container {
+        id: event.id.clone(),
+        name: event.name().to_string(),
+        labels,
+        state: RunState::Running,
+        health,
+        stop_timeout: None,
+        start_period: None,
+    }
+}
+
+/// One restart, run on its own task.
+struct RestartTask {
+    engine: Arc<dyn Engine>,
+    store: Arc<Store>,
+    tx: mpsc::Sender<Message>,
+    service: String,
+    container_id: String,
+    container_name: String,
+    reason: String,
+    default_stop_timeout: Duration,
+    default_grace: Duration,
+    /// When the decision was made.
+    at: Instant,
+    /// When Docker emitted the event that led here, for the reaction time.
+    event_nanos: Option<i64>,
+}
+
+impl RestartTask {
+    async fn run(self) {
+        let result = self.restart().await;
+        let _ = self
+            .tx
+            .send(Message::RestartDone(RestartDone {
+                service: self.service.clone(),
+                container_id: self.container_id.clone(),
+                result,
+            }))
+            .await;
+    }
+
+    async fn restart(&self) -> RestartResult {
+        // Look again right before acting: an operator may have stopped it meanwhile.
+        let container = match self.engine.inspect(&self.container_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return RestartResult::Skipped("the container no longer exists".into()),
+            Err(e) => {
+                warn!(error = %e, "cannot inspect before restarting");
+                return RestartResult::Skipped(format!("cannot inspect it: {e}"));
+            }
+        };
+        if container.state != RunState::Running {
+            return RestartResult::Skipped(format!(
+                "it is {:?}, not running; medic never starts a stopped container",
+                container.state
+            ));
+        }
+        let stop_timeout = match container.labels.get(LABEL_STOP_TIMEOUT) {
+            Some(value) => match parse_duration(LABEL_STOP_TIMEOUT, value) {
+                Ok(d) => d,
+                Err(e) => {
+                    error!(container = %self.container_name, "label {e}; using the container's own stop timeout");
+                    container.stop_timeout.unwrap_or(self.default_stop_timeout)
+                }
+            },
+            None => container.stop_timeout.unwrap_or(self.default_stop_timeout),
+        };
+        let grace = container.start_period.unwrap_or(self.default_grace);
+        let record = RestartRecord {
+            at: self.at,
+            service: self.service.clone(),
+            container: self.container_name.clone(),
+            reason: self.reason.clone(),
+            error: None,
+        };
+        let row = self.store.record_restart(&record);
+        let reaction_ms = self
+            .event_nanos
+            .map(|n| (Utc::now().timestamp_nanos_opt().unwrap_or(n) - n) as f64 / 1e6);
+        info!(
+            reason = %self.reason,
+            stop_timeout = ?stop_timeout,
+            grace = ?grace,
+            reaction_ms,
+            "restarting"
+        );
+        match self.engine.restart(&self.container_id, stop_timeout).await {
+            Ok(()) => {
+                info!("restarted");
+                RestartResult::Restarted { grace }
+            }
+            Err(e) => {
+                error!(error = %e, "restart failed");
+                if let Ok(id) = row {
+                    let _ = self.store.restart_failed(id, &e.to_string());
+                }
+                RestartResult::Failed(e.to_string())
+            }
+        }
+    }
+}
