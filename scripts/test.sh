@@ -71,6 +71,7 @@ fi
 # cargo test, its output also kept in a log to count the results for the summary line.
 TEST_LOG="$ROOT/.testenv/logs/cargo-test.log"
 cargo_test() {
+  echo "+ cargo test --workspace ${cargo_args[*]+"${cargo_args[*]}"} -- ${test_args[*]}"
   cargo test --workspace "${cargo_args[@]+"${cargo_args[@]}"}" -- "${test_args[@]}" 2>&1 | tee "$TEST_LOG"
 }
 run test cargo_test
