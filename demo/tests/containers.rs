@@ -138,9 +138,11 @@ struct Stack {
     app: AppClient,
     /// Talks to the worker's admin port.
     admin: AppClient,
-    /// Dropped first: containers go before their queue and database.
+    /// The app's container. Fields drop in order: containers before their queue and database.
     app_container: Container,
+    /// The worker's container.
     worker_container: Container,
+    /// The queue and database of this test; removed last.
     scratch: Scratch,
 }
 

@@ -31,6 +31,11 @@ struct Stack {
 }
 
 async fn spawn_stack(backends: Backends) -> Stack {
+    spawn_split_stack(backends.clone(), backends).await
+}
+
+/// Like [`spawn_stack`], with the worker reaching the services at other addresses.
+async fn spawn_split_stack(backends: Backends, worker_backends: Backends) -> Stack {
     let stop = CancellationToken::new();
     let app = Application::build(AppSettings {
         backends: backends.clone(),
@@ -43,12 +48,12 @@ async fn spawn_stack(backends: Backends) -> Stack {
     tokio::spawn(app.run_until_stopped(stop.clone()));
 
     let worker_state = Arc::new(WorkerState::new(Fault::None));
-    let store = Store::connect(&backends, "demo-test-worker")
+    let store = Store::connect(&worker_backends, "demo-test-worker")
         .await
         .expect("worker store");
     let worker = Worker::new(
         WorkerSettings {
-            backends,
+            backends: worker_backends,
             admin_port: 0,
             initial_fault: Fault::None,
         },
@@ -194,20 +199,32 @@ async fn one_worker_step_at_a_time() {
     ));
 }
 
-/// A TCP relay to RabbitMQ that the test can take down (closing every relayed connection and
+/// A TCP relay to a service that the test can take down (closing every relayed connection and
 /// refusing new ones) and bring back on the same port.
 struct Relay {
     /// Where the programs under test connect.
     port: u16,
-    /// The real RabbitMQ.
+    /// The real service.
     upstream: SocketAddr,
     /// The accept loop and every relayed connection, while up.
     tasks: JoinSet<()>,
 }
 
 impl Relay {
-    /// A relay on a free port, down until [`Relay::up`].
-    fn new(upstream: SocketAddr) -> Self {
+    /// A relay in front of the service of `url`, on a free port, down until [`Relay::up`].
+    async fn new(url: &str, default_port: u16) -> Self {
+        let (_, authority, _) = split_uri(url);
+        let host_port = &authority[authority.rfind('@').map(|at| at + 1).unwrap_or(0)..];
+        let host_port = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:{default_port}")
+        };
+        let upstream = tokio::net::lookup_host(host_port)
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
         Self {
             port: common::free_port(),
             upstream,
@@ -241,47 +258,34 @@ impl Relay {
         self.tasks.abort_all();
     }
 
-    fn url(&self) -> String {
-        let real = common::rabbitmq_url();
-        let authority_start = real.find("://").unwrap() + 3;
-        let rest = &real[authority_start..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
+    /// `url` with its host and port replaced by the relay's (credentials and path kept).
+    fn url(&self, url: &str) -> String {
+        let (scheme, authority, rest) = split_uri(url);
         let credentials = authority
             .rfind('@')
             .map(|at| &authority[..=at])
             .unwrap_or("");
-        format!(
-            "{}{credentials}127.0.0.1:{}{}",
-            &real[..authority_start],
-            self.port,
-            &rest[authority_end..]
-        )
+        format!("{scheme}{credentials}127.0.0.1:{}{rest}", self.port)
     }
 }
 
-async fn rabbitmq_address() -> SocketAddr {
-    let url = common::rabbitmq_url();
-    let rest = &url[url.find("://").unwrap() + 3..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let host_port = &authority[authority.rfind('@').map(|at| at + 1).unwrap_or(0)..];
-    let host_port = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5672")
-    };
-    tokio::net::lookup_host(host_port)
-        .await
-        .unwrap()
-        .next()
-        .unwrap()
+/// `scheme://`, the authority, and whatever follows it.
+fn split_uri(url: &str) -> (&str, &str, &str) {
+    let authority_start = url.find("://").unwrap() + 3;
+    let after = &url[authority_start..];
+    let authority_len = after.find(['/', '?']).unwrap_or(after.len());
+    (
+        &url[..authority_start],
+        &after[..authority_len],
+        &after[authority_len..],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_programs_start_without_rabbitmq_and_reconnect_when_it_comes_back() {
     let scratch = Scratch::new("reconnect");
-    let mut relay = Relay::new(rabbitmq_address().await);
-    let stack = spawn_stack(scratch.backends_via(&relay.url())).await;
+    let mut relay = Relay::new(&common::rabbitmq_url(), 5672).await;
+    let stack = spawn_stack(scratch.backends_via(&relay.url(&common::rabbitmq_url()))).await;
     let app = &stack.app;
 
     // RabbitMQ "down": both stay up; the app says so and refuses uploads without leaving a
@@ -339,4 +343,39 @@ async fn both_programs_start_without_rabbitmq_and_reconnect_when_it_comes_back()
     let document = app.wait_processed(&id, PROCESSING_LIMIT).await;
     assert_eq!(document["status"], "done", "{document}");
     assert_eq!(document["text"], "after the connections were cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_meets_mongodb_down_is_retried_when_it_comes_back() {
+    let scratch = Scratch::new("mongo_outage");
+    let mut relay = Relay::new(&common::mongodb_url(), 27017).await;
+    relay.up();
+    let mut worker_backends = scratch.backends();
+    worker_backends.mongodb_url = relay.url(&common::mongodb_url());
+    let stack = spawn_split_stack(scratch.backends(), worker_backends).await;
+    let app = &stack.app;
+
+    let id = app.upload_ok("before.txt", "before the outage").await;
+    assert_eq!(
+        app.wait_processed(&id, PROCESSING_LIMIT).await["status"],
+        "done"
+    );
+
+    // The worker loses MongoDB: the job cannot be processed, stays queued, and is not lost.
+    relay.down();
+    let id = app.upload_ok("during.txt", "during the outage").await;
+    wait_for(
+        "the worker to take the job",
+        Duration::from_secs(15),
+        || async { (queue_counts(&scratch.queue).await.ok()? == (0, 1)).then_some(()) },
+    )
+    .await;
+    assert_eq!(app.document(&id).await["status"], "queued");
+    assert!(stack.worker.status().consuming);
+
+    // MongoDB back: the requeued job goes through.
+    relay.up();
+    let document = app.wait_processed(&id, Duration::from_secs(60)).await;
+    assert_eq!(document["status"], "done", "{document}");
+    assert_eq!(document["text"], "during the outage");
 }
