@@ -254,8 +254,10 @@ impl Relay {
 
     /// Closes the listener and every relayed connection (aborting the accept task drops its
     /// JoinSet, which aborts the connections).
-    fn down(&mut self) {
+    async fn down(&mut self) {
         self.tasks.abort_all();
+        // Wait until the listener is really closed, so `up` can bind the port again.
+        while self.tasks.join_next().await.is_some() {}
     }
 
     /// `url` with its host and port replaced by the relay's (credentials and path kept).
@@ -325,7 +327,7 @@ async fn both_programs_start_without_rabbitmq_and_reconnect_when_it_comes_back()
     );
 
     // Connections cut while both run: both notice and reconnect.
-    relay.down();
+    relay.down().await;
     wait_for("the worker to notice", Duration::from_secs(15), || async {
         (stack.worker.status().rabbitmq == "disconnected").then_some(())
     })
@@ -362,7 +364,7 @@ async fn a_job_that_meets_mongodb_down_is_retried_when_it_comes_back() {
     );
 
     // The worker loses MongoDB: the job cannot be processed, stays queued, and is not lost.
-    relay.down();
+    relay.down().await;
     let id = app.upload_ok("during.txt", "during the outage").await;
     wait_for(
         "the worker to take the job",
