@@ -42,6 +42,8 @@ enum Message {
     Event(EngineEvent),
     /// Every watched container, as listed just now.
     Snapshot(Vec<Container>),
+    /// The engine is back after being unreachable.
+    Reconnected,
     /// A restart task finished.
     RestartDone(RestartDone),
 }
@@ -154,6 +156,9 @@ impl Watcher {
                 reconnected = was_connected,
                 "connected to the Docker engine"
             );
+            if was_connected {
+                let _ = self.tx.send(Message::Reconnected).await;
+            }
             was_connected = true;
             self.status.set_docker(DockerStatus {
                 reachable: true,
@@ -314,6 +319,7 @@ impl Brain {
                     None => return,
                     Some(Message::Event(e)) => self.on_event(e),
                     Some(Message::Snapshot(list)) => self.on_snapshot(list),
+                    Some(Message::Reconnected) => self.on_reconnected(),
                     Some(Message::RestartDone(done)) => self.on_restart_done(done),
                 },
             }
@@ -393,6 +399,16 @@ impl Brain {
                 self.history(&component, "oom", &format!("{name} ran out of memory"));
             }
             _ => {}
+        }
+    }
+
+    /// A restart of the engine stops every container with kill and stop events that look like
+    /// an operator's. Containers stopped then stay stopped anyway (medic never starts one), so
+    /// the holds are lifted and what came back broken can be healed.
+    fn on_reconnected(&mut self) {
+        if !self.operator_holds.is_empty() {
+            info!("the engine restarted: lifting holds set while it was shutting down");
+            self.operator_holds.clear();
         }
     }
 

@@ -127,7 +127,8 @@ impl TestRun {
     }
 
     /// Starts a busybox container with a file-driven healthcheck: healthy while `/tmp/ok`
-    /// exists (created at start). `labels` come on top of the test labels. Returns its name.
+    /// exists (created at start), unless `extra` brings its own `--health-cmd`. `labels` come on
+    /// top of the test labels; `extra` are more `docker run` options. Returns its name.
     pub fn container(&self, name: &str, labels: &[(&str, &str)], extra: &[&str]) -> String {
         let full = format!("{}-{name}", self.id);
         let mut args: Vec<String> = vec![
@@ -139,8 +140,6 @@ impl TestRun {
             "medic.test=true".into(),
             "--label".into(),
             format!("medic.test.run={}", self.id),
-            "--health-cmd".into(),
-            "test -f /tmp/ok".into(),
             "--health-interval".into(),
             "1s".into(),
             "--health-retries".into(),
@@ -148,6 +147,9 @@ impl TestRun {
             "--health-timeout".into(),
             "1s".into(),
         ];
+        if !extra.contains(&"--health-cmd") {
+            args.extend(["--health-cmd".into(), "test -f /tmp/ok".into()]);
+        }
         for (k, v) in labels {
             args.push("--label".into());
             args.push(format!("{k}={v}"));
@@ -254,7 +256,10 @@ impl Medic {
             ("MEDIC_DATA_DIR".into(), data_dir.display().to_string()),
             ("MEDIC_LISTEN".into(), "127.0.0.1:0".into()),
             ("MEDIC_LOG_FORMAT".into(), "json".into()),
-            ("MEDIC_LOG".into(), "info".into()),
+            (
+                "MEDIC_LOG".into(),
+                std::env::var("MEDIC_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            ),
             ("MEDIC_RECONCILE_INTERVAL".into(), "1s".into()),
             ("MEDIC_RESTART_GRACE".into(), "1s".into()),
             ("MEDIC_STOP_TIMEOUT".into(), "1s".into()),
