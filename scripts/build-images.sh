@@ -4,6 +4,7 @@
 #
 #   scripts/build-images.sh            build every image set
 #   scripts/build-images.sh demo       only the demo stack: medic-demo/app, medic-demo/worker
+#   scripts/build-images.sh medic      only medic itself: medic:latest
 #
 # Every image is labelled medic.test=true. Idempotent and quick when nothing changed: cargo
 # rebuilds nothing, the staged binaries are rewritten only when they differ, and docker reuses
@@ -20,7 +21,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET_DIR="${MEDIC_STATIC_TARGET_DIR:-$ROOT/target/static}"
 CONTEXTS="$TARGET_DIR/contexts"
 IMAGE_LABEL="medic.test=true"
-IMAGE_SETS=(demo)
+IMAGE_SETS=(demo medic)
 
 log() { echo "build-images: $*" >&2; }
 die() {
@@ -78,6 +79,16 @@ build_demo() {
   stage "$(static_binary demo-worker)" "$context/docker/demo/prebuilt/worker/demo-worker"
   build_image medic-demo/app:latest "$ROOT/docker/demo.Dockerfile" app-prebuilt "$context"
   build_image medic-demo/worker:latest "$ROOT/docker/demo.Dockerfile" worker-prebuilt "$context"
+}
+
+# medic itself: the root Dockerfile's offline stage over the prebuilt binary.
+build_medic() {
+  build_static medic
+  local context="$CONTEXTS/medic"
+  stage "$(static_binary medic)" "$context/docker/medic/prebuilt/medic"
+  stage /etc/ssl/certs/ca-certificates.crt "$context/docker/medic/prebuilt/ca-certificates.crt"
+  mkdir -p "$context/docker/medic/prebuilt/data"
+  build_image medic:latest "$ROOT/Dockerfile" prebuilt "$context"
 }
 
 main() {

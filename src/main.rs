@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
+    /// Ask the running daemon's /health (for the image's HEALTHCHECK); exit 0 healthy, 1 not.
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => runtime.block_on(run(settings)),
+        Command::Healthcheck => runtime.block_on(healthcheck(settings.listen)),
     }
 }
 
@@ -61,6 +64,16 @@ async fn run(settings: Settings) -> ExitCode {
     };
     app.run_until_stopped(shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+async fn healthcheck(listen: std::net::SocketAddr) -> ExitCode {
+    match medic::api::probe_own_health(listen).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("medic healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (what `docker stop` sends).

@@ -218,7 +218,6 @@ fn a_stopped_container_stays_stopped_and_restarts_wait_while_the_project_stops()
 fn docker_compose_stop_is_not_fought() {
     let run = TestRun::new("compose");
     let medic = Medic::start(&[("MEDIC_PROJECT", &run.id), ("MEDIC_OPERATOR_HOLD", "30s")]);
-    let dir = tempfile::tempdir().unwrap();
     // web checks that api answers: stopping api makes web unhealthy while compose stops.
     let compose = format!(
         r#"version: "2.4"
@@ -239,35 +238,8 @@ services:
         image = common::busybox_image(),
         id = run.id
     );
-    let file = dir.path().join("compose.yaml");
-    std::fs::write(&file, compose).unwrap();
-    let compose = |args: &[&str]| {
-        std::process::Command::new("docker-compose")
-            .arg("-f")
-            .arg(&file)
-            .arg("-p")
-            .arg(&run.id)
-            .args(args)
-            .output()
-            .expect("docker-compose is installed by scripts/testenv.sh")
-    };
-    let compose_ok = |args: &[&str]| {
-        let out = compose(args);
-        assert!(
-            out.status.success(),
-            "docker-compose {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    /// Takes the project down (network included) however the test ends.
-    struct Down<F: Fn(&[&str]) -> std::process::Output>(F);
-    impl<F: Fn(&[&str]) -> std::process::Output> Drop for Down<F> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["down", "-t", "1"]);
-        }
-    }
-    let _down = Down(compose);
-    compose_ok(&["up", "-d"]);
+    let project = common::Compose::new(&run.id, &compose);
+    project.ok(&["up", "-d"]);
     let ids = docker_ok(
         None,
         &[
@@ -284,7 +256,7 @@ services:
             run.health(id) == "healthy"
         });
     }
-    compose_ok(&["stop"]);
+    project.ok(&["stop"]);
     // web outlived api by seconds and turned unhealthy meanwhile: medic held its restart.
     medic.wait_log("hold while compose stops", Duration::from_secs(5), |l| {
         l.contains("an operator is stopping the project")

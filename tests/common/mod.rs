@@ -395,3 +395,80 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
+
+/// A compose project written by a test, taken down (volumes too) when dropped.
+pub struct Compose {
+    /// Keeps the compose file alive.
+    dir: tempfile::TempDir,
+    /// The project name.
+    pub project: String,
+}
+
+impl Compose {
+    /// Writes `yaml` as the project's compose file.
+    pub fn new(project: &str, yaml: &str) -> Compose {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), yaml).unwrap();
+        Compose {
+            dir,
+            project: project.to_string(),
+        }
+    }
+
+    /// Runs `docker-compose` on the project.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new("docker-compose")
+            .arg("-f")
+            .arg(self.dir.path().join("compose.yaml"))
+            .arg("-p")
+            .arg(&self.project)
+            .args(args)
+            .output()
+            .expect("docker-compose is installed by scripts/testenv.sh")
+    }
+
+    /// Runs `docker-compose` and panics with its stderr if it fails.
+    pub fn ok(&self, args: &[&str]) {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "docker-compose {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The id of the container running `service`.
+    pub fn container(&self, service: &str) -> String {
+        docker_ok(
+            None,
+            &[
+                "ps",
+                "-aq",
+                "--no-trunc",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", self.project),
+                "--filter",
+                &format!("label=com.docker.compose.service={service}"),
+            ],
+        )
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "-v", "-t", "1"]);
+    }
+}
+
+/// Builds the images of `set` (scripts/build-images.sh), once per test process.
+pub fn build_images(set: &str) {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if built.iter().any(|s| s == set) {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
+    let status = Command::new(script).arg(set).status().unwrap();
+    assert!(status.success(), "scripts/build-images.sh {set} failed");
+    built.push(set.to_string());
+}
