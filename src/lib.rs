@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod docker;
+pub mod notify;
 pub mod policy;
 pub mod status;
 pub mod store;

@@ -1,0 +1,1006 @@
+//! Email delivery through SMTP: the mail settings and a [`Mailer`] that sends one message.
+//!
+//! Settings use the app stack's `.env` names (`ADMIN_EMAIL`, `MAIL_SERVER`, `MAIL_PORT`,
+//! `MAIL_USE_TLS`, `MAIL_USE_SSL`, `MAIL_USERNAME`, `MAIL_PASSWORD` or `MAIL_PASSWORD_FILE`,
+//! `MAIL_DEFAULT_SENDER`) plus medic's own `MEDIC_SMTP_CA_FILE` and `MEDIC_SMTP_TIMEOUT`; they
+//! are parsed and checked once, at start, into [`MailSettings`]. docs/email.md is the user's
+//! guide to them.
+//!
+//! [`Mailer::send`] holds one SMTP conversation per message (connect, STARTTLS, AUTH, send,
+//! QUIT). It drives lettre's connection step by step rather than through its transport so
+//! that a failure says where it happened: a [`SendError`] tells a refused password from a
+//! refused message from a server that is down, and [`SendError::is_transient`] tells an outbox
+//! whether trying again later can help. The whole conversation is bounded by
+//! `MEDIC_SMTP_TIMEOUT`, not only the TCP connect.
+//!
+//! Secrets: the password lives in a [`Secret`], whose `Debug` and `Display` print `***`, and
+//! error texts are scrubbed of it. lettre's own `tracing` feature is deliberately off, since it
+//! would log the AUTH exchange.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lettre::address::Envelope;
+use lettre::message::{MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::{Credentials as SmtpCredentials, Mechanism};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
+};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message;
+
+use crate::config::{parse_duration, ConfigError};
+
+pub use lettre::message::Mailbox;
+
+/// Every variable [`MailSettings::from_vars`] reads, so the caller can tell them from typos.
+pub const MAIL_VARIABLES: &[&str] = &[
+    "ADMIN_EMAIL",
+    "MAIL_SERVER",
+    "MAIL_PORT",
+    "MAIL_USE_TLS",
+    "MAIL_USE_SSL",
+    "MAIL_USERNAME",
+    "MAIL_PASSWORD",
+    "MAIL_PASSWORD_FILE",
+    "MAIL_DEFAULT_SENDER",
+    "MEDIC_SMTP_CA_FILE",
+    "MEDIC_SMTP_TIMEOUT",
+];
+
+/// Port used when `MAIL_PORT` is unset: submission with STARTTLS, as the SPEC says.
+pub const DEFAULT_PORT: u16 = 587;
+/// Port used when `MAIL_PORT` is unset and `MAIL_USE_SSL=true`; also the port that implies
+/// implicit TLS when `MAIL_USE_SSL` is not given.
+pub const IMPLICIT_TLS_PORT: u16 = 465;
+/// How long one SMTP conversation may take when `MEDIC_SMTP_TIMEOUT` is unset.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A password that never prints: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How the connection to the mail server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// No TLS at all (`MAIL_USE_TLS=false`), for local relays such as Mailpit.
+    Plain,
+    /// Neither `MAIL_USE_TLS` nor `MAIL_USE_SSL` given: STARTTLS if the server offers it, with
+    /// the certificate checked; plain otherwise.
+    Opportunistic,
+    /// `MAIL_USE_TLS=true`: STARTTLS is required; a server that does not offer it is an error.
+    StartTls,
+    /// `MAIL_USE_SSL=true` (or port 465): TLS from the first byte, also called SMTPS.
+    ImplicitTls,
+}
+
+impl fmt::Display for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Security::Plain => "no TLS",
+            Security::Opportunistic => "STARTTLS if offered",
+            Security::StartTls => "STARTTLS",
+            Security::ImplicitTls => "implicit TLS",
+        })
+    }
+}
+
+/// The account medic logs in with (SMTP AUTH PLAIN or LOGIN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// `MAIL_USERNAME`.
+    pub username: String,
+    /// `MAIL_PASSWORD`, or the contents of `MAIL_PASSWORD_FILE` without its trailing newline.
+    pub password: Secret,
+}
+
+/// A private certificate authority to trust in addition to the built-in public roots.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateCa {
+    /// Where the PEM was read from (`MEDIC_SMTP_CA_FILE`), for messages.
+    pub path: PathBuf,
+    /// The PEM text: one or more certificates, already checked to parse.
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for PrivateCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateCa")
+            .field("path", &self.path)
+            .field("pem_bytes", &self.pem.len())
+            .finish()
+    }
+}
+
+/// Where and how to send email, parsed and validated; see docs/email.md.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailSettings {
+    /// Who gets alerts and reports (`ADMIN_EMAIL`, comma-separated); never empty.
+    pub recipients: Vec<Mailbox>,
+    /// The `From` of every message (`MAIL_DEFAULT_SENDER`, else `MAIL_USERNAME` if it is an
+    /// address, else `medic@<hostname>`).
+    pub sender: Mailbox,
+    /// The SMTP server's host name or IP address (`MAIL_SERVER`); also the name its TLS
+    /// certificate must carry.
+    pub server: String,
+    /// The SMTP server's port (`MAIL_PORT`).
+    pub port: u16,
+    /// How the connection is protected (`MAIL_USE_TLS`, `MAIL_USE_SSL`, the port).
+    pub security: Security,
+    /// Login, when `MAIL_USERNAME` is set.
+    pub credentials: Option<Credentials>,
+    /// A private CA to trust (`MEDIC_SMTP_CA_FILE`).
+    pub private_ca: Option<PrivateCa>,
+    /// Upper bound on one whole SMTP conversation (`MEDIC_SMTP_TIMEOUT`).
+    pub timeout: Duration,
+}
+
+impl MailSettings {
+    /// Reads mail settings from the process environment; see [`MailSettings::from_vars`].
+    pub fn from_env() -> Result<Option<MailSettings>, ConfigError> {
+        MailSettings::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads mail settings from a map of variables. `Ok(None)` when `MAIL_SERVER` is unset:
+    /// email is not configured, and none of the other mail variables is looked at. Files named
+    /// by `MAIL_PASSWORD_FILE` and `MEDIC_SMTP_CA_FILE` are read here, so a bad path stops
+    /// medic at start rather than at the first alert.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Option<MailSettings>, ConfigError> {
+        let get = |name: &'static str| {
+            vars.get(name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(|v| (name, v))
+        };
+
+        let Some((_, server)) = get("MAIL_SERVER") else {
+            return Ok(None);
+        };
+        let server = parse_server(server)?;
+
+        let recipients = match get("ADMIN_EMAIL") {
+            Some((var, v)) => parse_recipients(var, v)?,
+            None => {
+                return Err(invalid(
+                    "ADMIN_EMAIL",
+                    "",
+                    "MAIL_SERVER is set, so alerts need recipients: give one or more \
+                     comma-separated addresses",
+                ))
+            }
+        };
+
+        let use_tls = get("MAIL_USE_TLS")
+            .map(|(var, v)| parse_bool(var, v))
+            .transpose()?;
+        let use_ssl = get("MAIL_USE_SSL")
+            .map(|(var, v)| parse_bool(var, v))
+            .transpose()?;
+        if use_tls == Some(true) && use_ssl == Some(true) {
+            return Err(invalid(
+                "MAIL_USE_SSL",
+                "true",
+                "MAIL_USE_TLS and MAIL_USE_SSL are both true; choose one: MAIL_USE_TLS for \
+                 STARTTLS (usually port 587), MAIL_USE_SSL for implicit TLS (usually port 465)",
+            ));
+        }
+        let port = match get("MAIL_PORT") {
+            Some((var, v)) => match v.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(invalid(var, v, "expected a port number from 1 to 65535")),
+            },
+            None if use_ssl == Some(true) => IMPLICIT_TLS_PORT,
+            None => DEFAULT_PORT,
+        };
+        let security = match (use_tls, use_ssl) {
+            (_, Some(true)) => Security::ImplicitTls,
+            (Some(true), _) => Security::StartTls,
+            (_, None) if port == IMPLICIT_TLS_PORT => Security::ImplicitTls,
+            (Some(false), _) => Security::Plain,
+            (None, _) => Security::Opportunistic,
+        };
+
+        let username = get("MAIL_USERNAME").map(|(_, v)| v.to_string());
+        // A password may legitimately start or end with spaces: take it as given.
+        let inline_password = vars.get("MAIL_PASSWORD").filter(|v| !v.is_empty());
+        let password = match (inline_password, get("MAIL_PASSWORD_FILE")) {
+            (Some(_), Some((var, path))) => {
+                return Err(invalid(
+                    var,
+                    path,
+                    "MAIL_PASSWORD is set too; give the password one way only",
+                ))
+            }
+            (Some(p), None) => Some(Secret::new(p.clone())),
+            (None, Some((var, path))) => Some(read_password_file(var, path)?),
+            (None, None) => None,
+        };
+        let credentials = match (username, password) {
+            (Some(username), Some(password)) => Some(Credentials { username, password }),
+            (None, None) => None,
+            (Some(username), None) => {
+                return Err(invalid(
+                    "MAIL_PASSWORD",
+                    "",
+                    format!(
+                        "MAIL_USERNAME={username:?} is set, so a password is needed: set \
+                         MAIL_PASSWORD or MAIL_PASSWORD_FILE"
+                    ),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "MAIL_USERNAME",
+                    "",
+                    "a mail password is set, so the user name it belongs to is needed",
+                ))
+            }
+        };
+
+        let sender = match get("MAIL_DEFAULT_SENDER") {
+            Some((var, v)) => v.parse::<Mailbox>().map_err(|e| {
+                invalid(
+                    var,
+                    v,
+                    format!("{e}; expected an address, or a name and an address as in Medic <medic@example.com>"),
+                )
+            })?,
+            None => default_sender(credentials.as_ref()),
+        };
+
+        let private_ca = get("MEDIC_SMTP_CA_FILE")
+            .map(|(var, path)| read_private_ca(var, path))
+            .transpose()?;
+
+        let timeout = match get("MEDIC_SMTP_TIMEOUT") {
+            Some((var, v)) => {
+                let d = parse_duration(var, v)?;
+                if d.is_zero() {
+                    return Err(invalid(var, v, "must be longer than zero"));
+                }
+                d
+            }
+            None => DEFAULT_TIMEOUT,
+        };
+
+        Ok(Some(MailSettings {
+            recipients,
+            sender,
+            server,
+            port,
+            security,
+            credentials,
+            private_ca,
+            timeout,
+        }))
+    }
+}
+
+fn invalid(var: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var: var.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_server(value: &str) -> Result<String, ConfigError> {
+    let host = value.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(host.to_string());
+    }
+    if value.contains("://") || value.contains(':') || value.contains('/') {
+        return Err(invalid(
+            "MAIL_SERVER",
+            value,
+            "expected a host name or IP address alone, e.g. smtp.gmail.com; the port goes in \
+             MAIL_PORT and the kind of TLS in MAIL_USE_TLS or MAIL_USE_SSL",
+        ));
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err(invalid("MAIL_SERVER", value, "a host name has no spaces"));
+    }
+    Ok(value.to_string())
+}
+
+fn parse_bool(var: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(
+            var,
+            value,
+            "expected true or false (or 1/0, yes/no)",
+        )),
+    }
+}
+
+/// Splits on commas that are not inside a quoted display name (`"Doe, Jane" <jane@x.org>`).
+fn split_addresses(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn parse_recipients(var: &str, value: &str) -> Result<Vec<Mailbox>, ConfigError> {
+    let mut recipients = Vec::new();
+    for entry in split_addresses(value) {
+        let mailbox = entry.parse::<Mailbox>().map_err(|e| {
+            invalid(
+                var,
+                value,
+                format!("{entry:?} is not an email address ({e}); separate addresses with commas"),
+            )
+        })?;
+        recipients.push(mailbox);
+    }
+    if recipients.is_empty() {
+        return Err(invalid(var, value, "expected at least one email address"));
+    }
+    Ok(recipients)
+}
+
+fn read_password_file(var: &str, path: &str) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(var, path, format!("cannot read the password file: {e}")))?;
+    // Editors and `echo` end files with a newline that is not part of the password.
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(invalid(var, path, "the password file is empty"));
+    }
+    Ok(Secret::new(password))
+}
+
+fn read_private_ca(var: &str, path: &str) -> Result<PrivateCa, ConfigError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| invalid(var, path, format!("cannot read the CA file: {e}")))?;
+    let has_certificate = String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----");
+    if !has_certificate {
+        return Err(invalid(
+            var,
+            path,
+            "no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    // Build a throwaway TLS configuration with it, so a certificate rustls cannot use is
+    // reported now, against the variable, instead of at the first alert.
+    let check = Certificate::from_pem(&pem).and_then(|cert| {
+        TlsParameters::builder("localhost".to_string())
+            .certificate_store(CertificateStore::None)
+            .add_root_certificate(cert)
+            .build_rustls()
+    });
+    if let Err(e) = check {
+        return Err(invalid(
+            var,
+            path,
+            format!("not a usable CA certificate: {}", error_text(&e)),
+        ));
+    }
+    Ok(PrivateCa {
+        path: PathBuf::from(path),
+        pem,
+    })
+}
+
+/// `MAIL_USERNAME` when it is an address (providers such as Gmail reject other senders),
+/// else `medic@<hostname>`, else `medic@localhost`.
+fn default_sender(credentials: Option<&Credentials>) -> Mailbox {
+    let name = Some("medic".to_string());
+    if let Some(Ok(address)) = credentials.map(|c| c.username.parse::<lettre::Address>()) {
+        return Mailbox::new(name, address);
+    }
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let address = format!("medic@{host}")
+        .parse::<lettre::Address>()
+        .unwrap_or_else(|_| {
+            "medic@localhost"
+                .parse()
+                .expect("medic@localhost is an address")
+        });
+    Mailbox::new(name, address)
+}
+
+/// One message to every recipient of the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// The subject line; any Unicode (the SPEC's subjects start with emoji).
+    pub subject: String,
+    /// The plain-text body, always sent.
+    pub text: String,
+    /// An HTML body; when given, the message is multipart/alternative with `text` first.
+    pub html: Option<String>,
+}
+
+/// Why a message was not delivered. [`SendError::is_transient`] says whether trying the same
+/// message again later can succeed. No variant ever holds the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The server could not be reached: refused, unreachable, name not found, reset while
+    /// connecting. Transient.
+    #[error("cannot connect to SMTP server {server}: {detail}")]
+    Connect {
+        /// `host:port`.
+        server: String,
+        /// What the network said.
+        detail: String,
+    },
+    /// The conversation did not finish within `MEDIC_SMTP_TIMEOUT`. Transient.
+    #[error("SMTP server {server} did not answer within {} while {phase}{hint}", humantime::format_duration(*after))]
+    Timeout {
+        /// `host:port`.
+        server: String,
+        /// What medic was waiting for, e.g. "connecting and waiting for its greeting".
+        phase: &'static str,
+        /// The limit that ran out.
+        after: Duration,
+        /// A likely cause, starting with "; ", or empty.
+        hint: String,
+    },
+    /// TLS could not be set up: the certificate is not trusted or not for this name, the
+    /// server does not offer the STARTTLS that `MAIL_USE_TLS` requires, or it does not speak
+    /// TLS at all. Permanent: it needs a change of settings.
+    #[error("TLS with SMTP server {server} failed: {detail}")]
+    Tls {
+        /// `host:port`.
+        server: String,
+        /// What went wrong and what to change.
+        detail: String,
+    },
+    /// The server refused the login. Permanent unless the server said 4xx (e.g. 454, a
+    /// temporary authentication failure).
+    #[error("authentication failed for user {user} at {server}: {reply}")]
+    Auth {
+        /// `host:port`.
+        server: String,
+        /// The user name tried (never the password).
+        user: String,
+        /// The SMTP reply code, when the server gave one.
+        code: Option<u16>,
+        /// The server's reply, code first, or what went wrong before it could answer.
+        reply: String,
+    },
+    /// The server answered with an SMTP error: 4xx is transient (greylisting, a full
+    /// mailbox, "try again later"), 5xx permanent.
+    #[error("SMTP server {server} answered {reply} while {phase}")]
+    Rejected {
+        /// `host:port`.
+        server: String,
+        /// The SMTP reply code.
+        code: u16,
+        /// The server's reply, code first.
+        reply: String,
+        /// What medic was doing, e.g. "sending the message".
+        phase: &'static str,
+    },
+    /// The conversation broke off or went wrong in a way that is not a reply code: the
+    /// connection dropped, the reply was garbled. Transient.
+    #[error("SMTP conversation with {server} broke off while {phase}: {detail}")]
+    Protocol {
+        /// `host:port`.
+        server: String,
+        /// What medic was doing.
+        phase: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The message could not be built or this server cannot carry it. Permanent.
+    #[error("cannot send this email through {server}: {detail}")]
+    Message {
+        /// `host:port`.
+        server: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+impl SendError {
+    /// True when sending the same message again later may succeed: the server was down or
+    /// slow, or answered 4xx. False when something must change first (password, certificate,
+    /// recipients, settings).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SendError::Connect { .. } | SendError::Timeout { .. } | SendError::Protocol { .. } => {
+                true
+            }
+            SendError::Auth { code, .. } => code.is_some_and(|c| (400..500).contains(&c)),
+            SendError::Rejected { code, .. } => (400..500).contains(code),
+            SendError::Tls { .. } | SendError::Message { .. } => false,
+        }
+    }
+
+    /// The SMTP reply code, when the failure was one.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            SendError::Auth { code, .. } => *code,
+            SendError::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Where a conversation is, so a failure or a timeout can say what it was waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connect,
+    StartTls,
+    Auth,
+    Send,
+}
+
+impl Phase {
+    fn describe(self, security: Security) -> &'static str {
+        match (self, security) {
+            (Phase::Connect, Security::ImplicitTls) => {
+                "connecting, setting up TLS and waiting for its greeting"
+            }
+            (Phase::Connect, _) => "connecting and waiting for its greeting",
+            (Phase::StartTls, _) => "setting up TLS with STARTTLS",
+            (Phase::Auth, _) => "logging in",
+            (Phase::Send, _) => "sending the message",
+        }
+    }
+}
+
+/// Sends email with one set of [`MailSettings`]. Cheap to clone; share it behind an `Arc` or
+/// clone it into tasks.
+#[derive(Clone)]
+pub struct Mailer {
+    /// The settings it was built from.
+    settings: MailSettings,
+    /// `host:port`, as errors show it.
+    server_label: String,
+    /// TLS configuration (public roots plus the private CA), unless the security is `Plain`.
+    tls: Option<TlsParameters>,
+    /// The name medic gives in EHLO.
+    hello: ClientId,
+}
+
+impl fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mailer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// Prepares a mailer: builds the TLS configuration once. Does not connect; call
+    /// [`Mailer::test_connection`] for a start-up health check.
+    pub fn new(settings: &MailSettings) -> Result<Mailer, ConfigError> {
+        let tls = match settings.security {
+            Security::Plain => None,
+            _ => {
+                let mut builder = TlsParameters::builder(settings.server.clone())
+                    .certificate_store(CertificateStore::WebpkiRoots);
+                if let Some(ca) = &settings.private_ca {
+                    let cert = Certificate::from_pem(&ca.pem).map_err(|e| {
+                        invalid(
+                            "MEDIC_SMTP_CA_FILE",
+                            &ca.path.display().to_string(),
+                            error_text(&e),
+                        )
+                    })?;
+                    builder = builder.add_root_certificate(cert);
+                }
+                let params = builder.build_rustls().map_err(|e| {
+                    let (var, value) = match &settings.private_ca {
+                        Some(ca) => ("MEDIC_SMTP_CA_FILE", ca.path.display().to_string()),
+                        None => ("MAIL_SERVER", settings.server.clone()),
+                    };
+                    invalid(
+                        var,
+                        &value,
+                        format!("cannot set up TLS: {}", error_text(&e)),
+                    )
+                })?;
+                Some(params)
+            }
+        };
+        if settings.security == Security::Plain && settings.credentials.is_some() {
+            tracing::warn!(
+                server = %settings.server,
+                "MAIL_USE_TLS=false with MAIL_USERNAME set: the password will cross the network \
+                 unencrypted"
+            );
+        }
+        let server_label = match settings.server.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]:{}", settings.port),
+            _ => format!("{}:{}", settings.server, settings.port),
+        };
+        Ok(Mailer {
+            settings: settings.clone(),
+            server_label,
+            tls,
+            hello: ClientId::default(),
+        })
+    }
+
+    /// The settings this mailer sends with.
+    pub fn settings(&self) -> &MailSettings {
+        &self.settings
+    }
+
+    /// `host:port` of the mail server, as errors name it.
+    pub fn server(&self) -> &str {
+        &self.server_label
+    }
+
+    /// Sends one message to every recipient: connects, sets up TLS as configured, logs in if
+    /// a user is set, sends, and says QUIT. Returns once the server has accepted the message
+    /// (250 after DATA).
+    pub async fn send(&self, email: &Email) -> Result<(), SendError> {
+        let message = self.build_message(email)?;
+        let envelope = message.envelope().clone();
+        let bytes = message.formatted();
+        self.converse(Some((&envelope, &bytes))).await
+    }
+
+    /// Connects, sets up TLS and logs in exactly as [`Mailer::send`] would, then says QUIT
+    /// without sending anything: a health check that proves the settings work.
+    pub async fn test_connection(&self) -> Result<(), SendError> {
+        self.converse(None).await
+    }
+
+    fn build_message(&self, email: &Email) -> Result<Message, SendError> {
+        let mut builder = Message::builder()
+            .from(self.settings.sender.clone())
+            .subject(email.subject.clone())
+            .date_now()
+            .message_id(Some(self.new_message_id()))
+            .user_agent(format!("medic/{}", env!("CARGO_PKG_VERSION")));
+        for recipient in &self.settings.recipients {
+            builder = builder.to(recipient.clone());
+        }
+        let built = match &email.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                email.text.clone(),
+                html.clone(),
+            )),
+            None => builder.singlepart(SinglePart::plain(email.text.clone())),
+        };
+        built.map_err(|e| SendError::Message {
+            server: self.server_label.clone(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `<unique@sender-domain>`: the sender's domain is stable, unlike a container's hostname.
+    fn new_message_id(&self) -> String {
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        // RandomState is seeded randomly per process: enough to keep two medics apart.
+        let random = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(sequence);
+            h.finish()
+        };
+        format!(
+            "<{nanos:x}.{sequence:x}.{random:016x}.medic@{}>",
+            self.settings.sender.email.domain()
+        )
+    }
+
+    async fn converse(&self, payload: Option<(&Envelope, &[u8])>) -> Result<(), SendError> {
+        let mut phase = Phase::Connect;
+        let limit = self.settings.timeout;
+        match tokio::time::timeout(limit, self.conversation(&mut phase, payload)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(SendError::Timeout {
+                server: self.server_label.clone(),
+                phase: phase.describe(self.settings.security),
+                after: limit,
+                hint: self.timeout_hint(phase),
+            }),
+        }
+    }
+
+    async fn conversation(
+        &self,
+        phase: &mut Phase,
+        payload: Option<(&Envelope, &[u8])>,
+    ) -> Result<(), SendError> {
+        let security = self.settings.security;
+        let wrapper = match security {
+            Security::ImplicitTls => self.tls.clone(),
+            _ => None,
+        };
+        *phase = Phase::Connect;
+        let mut connection = AsyncSmtpConnection::connect_tokio1(
+            (self.settings.server.as_str(), self.settings.port),
+            Some(self.settings.timeout),
+            &self.hello,
+            wrapper,
+            None,
+        )
+        .await
+        .map_err(|e| self.classify(Phase::Connect, &e))?;
+
+        let starttls = match security {
+            Security::StartTls => true,
+            Security::Opportunistic => connection.can_starttls(),
+            Security::Plain | Security::ImplicitTls => false,
+        };
+        if starttls {
+            *phase = Phase::StartTls;
+            if !connection.can_starttls() {
+                connection.abort().await;
+                return Err(SendError::Tls {
+                    server: self.server_label.clone(),
+                    detail: "the server does not offer STARTTLS, which MAIL_USE_TLS=true \
+                             requires; if it only speaks TLS from the first byte (usually port \
+                             465), set MAIL_USE_SSL=true instead"
+                        .to_string(),
+                });
+            }
+            let params = self.tls.clone().expect("TLS parameters exist unless Plain");
+            connection
+                .starttls(params, &self.hello)
+                .await
+                .map_err(|e| self.classify(Phase::StartTls, &e))?;
+        }
+
+        if let Some(credentials) = &self.settings.credentials {
+            *phase = Phase::Auth;
+            let login = SmtpCredentials::new(
+                credentials.username.clone(),
+                credentials.password.expose().to_string(),
+            );
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], &login)
+                .await
+                .map_err(|e| self.classify(Phase::Auth, &e))?;
+        }
+
+        if let Some((envelope, bytes)) = payload {
+            *phase = Phase::Send;
+            connection
+                .send(envelope, bytes)
+                .await
+                .map_err(|e| self.classify(Phase::Send, &e))?;
+        }
+
+        // The message is accepted once DATA got its 250; a failed QUIT changes nothing.
+        let _ = connection.quit().await;
+        Ok(())
+    }
+
+    /// Turns lettre's error into a [`SendError`] that says where it happened.
+    fn classify(&self, phase: Phase, error: &lettre::transport::smtp::Error) -> SendError {
+        let server = self.server_label.clone();
+        let security = self.settings.security;
+        let detail = self.scrub(&error_text(error));
+
+        if let Some(code) = error.status() {
+            let code: u16 = code.to_string().parse().unwrap_or(0);
+            let reply = format!("{code} {detail}");
+            return match phase {
+                Phase::Auth => SendError::Auth {
+                    server,
+                    user: self.username(),
+                    code: Some(code),
+                    reply,
+                },
+                _ => SendError::Rejected {
+                    server,
+                    code,
+                    reply,
+                    phase: phase.describe(security),
+                },
+            };
+        }
+        if error.is_timeout() {
+            return SendError::Timeout {
+                server,
+                phase: phase.describe(security),
+                after: self.settings.timeout,
+                hint: self.timeout_hint(phase),
+            };
+        }
+        // rustls failures reach here as I/O errors of kind InvalidData; a reset or EOF during
+        // the handshake is a network problem, not a TLS one.
+        let in_tls_handshake = (phase == Phase::StartTls
+            || (phase == Phase::Connect && security == Security::ImplicitTls))
+            && io_error_kind(error) == Some(std::io::ErrorKind::InvalidData);
+        if error.is_tls() || in_tls_handshake {
+            return SendError::Tls {
+                server,
+                detail: self.tls_hint(detail),
+            };
+        }
+        match phase {
+            Phase::Connect if !error.is_response() => SendError::Connect { server, detail },
+            Phase::Auth if error.is_client() => {
+                let mut reply = format!("{detail} (medic offers PLAIN and LOGIN)");
+                if !self.settings.security.encrypts_always() {
+                    reply.push_str(
+                        "; servers often offer AUTH only over TLS: try MAIL_USE_TLS=true",
+                    );
+                }
+                SendError::Auth {
+                    server,
+                    user: self.username(),
+                    code: None,
+                    reply,
+                }
+            }
+            Phase::Send if error.is_client() => SendError::Message { server, detail },
+            _ => SendError::Protocol {
+                server,
+                phase: phase.describe(security),
+                detail,
+            },
+        }
+    }
+
+    fn username(&self) -> String {
+        self.settings
+            .credentials
+            .as_ref()
+            .map(|c| c.username.clone())
+            .unwrap_or_default()
+    }
+
+    fn timeout_hint(&self, phase: Phase) -> String {
+        match (phase, self.settings.security) {
+            (Phase::Connect, Security::ImplicitTls) => String::new(),
+            (Phase::Connect, _) => "; if this port expects TLS from the first byte (usually 465), \
+                                    set MAIL_USE_SSL=true"
+                .to_string(),
+            _ => String::new(),
+        }
+    }
+
+    fn tls_hint(&self, detail: String) -> String {
+        let lower = detail.to_ascii_lowercase();
+        if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+            format!(
+                "{detail}; the server's certificate is not signed by an authority medic trusts: \
+                 if it comes from a private CA, set MEDIC_SMTP_CA_FILE to that CA's PEM file"
+            )
+        } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+            format!(
+                "{detail}; the certificate does not name {}: MAIL_SERVER must be a name the \
+                 certificate carries",
+                self.settings.server
+            )
+        } else if lower.contains("corrupt message") || lower.contains("invalidcontenttype") {
+            format!(
+                "{detail}; the server did not answer in TLS: if this port expects STARTTLS \
+                 (usually 587), set MAIL_USE_TLS=true instead of MAIL_USE_SSL"
+            )
+        } else {
+            detail
+        }
+    }
+
+    /// Removes the password from text that came from elsewhere, however unlikely it is there.
+    fn scrub(&self, text: &str) -> String {
+        match &self.settings.credentials {
+            Some(c) if !c.password.expose().is_empty() => text.replace(c.password.expose(), "***"),
+            _ => text.to_string(),
+        }
+    }
+}
+
+impl Security {
+    /// True when every byte after connecting is encrypted or the connection fails.
+    fn encrypts_always(self) -> bool {
+        matches!(self, Security::StartTls | Security::ImplicitTls)
+    }
+}
+
+/// The innermost cause of an error: lettre's own wrappers ("Connection error: ") say less than
+/// the cause they carry (the server's reply, the OS error, rustls' verdict).
+fn error_text(error: &lettre::transport::smtp::Error) -> String {
+    let mut innermost: &dyn std::error::Error = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    innermost.to_string()
+}
+
+fn io_error_kind(error: &lettre::transport::smtp::Error) -> Option<std::io::ErrorKind> {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_on_commas_outside_quotes() {
+        assert_eq!(
+            split_addresses(r#"a@x.org, "Doe, Jane" <jane@x.org>,, b@y.org "#),
+            vec!["a@x.org", r#""Doe, Jane" <jane@x.org>"#, "b@y.org"]
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn transience_follows_the_reply_code() {
+        let rejected = |code| SendError::Rejected {
+            server: "h:1".into(),
+            code,
+            reply: format!("{code} no"),
+            phase: "sending the message",
+        };
+        assert!(rejected(451).is_transient());
+        assert!(!rejected(554).is_transient());
+        let auth = |code| SendError::Auth {
+            server: "h:1".into(),
+            user: "u".into(),
+            code,
+            reply: String::new(),
+        };
+        assert!(auth(Some(454)).is_transient());
+        assert!(!auth(Some(535)).is_transient());
+        assert!(!auth(None).is_transient());
+    }
+}
