@@ -9,6 +9,7 @@ pub mod config;
 pub mod docker;
 pub mod notify;
 pub mod policy;
+pub mod probe;
 pub mod status;
 pub mod store;
 pub mod supervisor;

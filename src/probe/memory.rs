@@ -1,0 +1,76 @@
+//! The `memory` probe (informational): memory pressure as `MemAvailable / MemTotal` from
+//! `/proc/meminfo`, the kernel's own estimate of what can be allocated without swapping.
+//! Warning under `warning_percent` (10), critical under `critical_percent` (5). Inside a container
+//! `/proc/meminfo` describes the host, which is what a stack's operator wants to know.
+
+use super::spec::{format_size, MemorySettings};
+use super::{Failure, Recorder, Severity};
+
+/// `MemTotal` and `MemAvailable` in bytes.
+pub(crate) fn parse_meminfo(text: &str) -> Result<(u64, u64), String> {
+    let field = |name: &str| -> Result<u64, String> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(':'))
+            .ok_or_else(|| format!("no {name} line"))?;
+        let kb: u64 = line[name.len() + 1..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("unreadable {name} line {line:?}"))?;
+        Ok(kb * 1024)
+    };
+    Ok((field("MemTotal")?, field("MemAvailable")?))
+}
+
+pub(crate) async fn run(s: &MemorySettings, rec: &Recorder) -> Result<(), Failure> {
+    let (total, available) = rec
+        .step("read meminfo", async {
+            let text = tokio::fs::read_to_string(&s.meminfo)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", s.meminfo.display()))?;
+            parse_meminfo(&text).map_err(|e| format!("{}: {e}", s.meminfo.display()))
+        })
+        .await?;
+    let percent = if total == 0 {
+        0.0
+    } else {
+        available as f64 * 100.0 / total as f64
+    };
+    let percent = (percent * 10.0).round() / 10.0;
+    rec.note(format!(
+        "{} available of {} ({percent}%)",
+        format_size(available),
+        format_size(total)
+    ));
+    rec.detail("total_bytes", total);
+    rec.detail("available_bytes", available);
+    rec.detail("available_percent", percent);
+    let message = |level: &str, bound: f64| {
+        format!(
+            "only {percent}% of memory available ({} of {}; {level} under {bound}%)",
+            format_size(available),
+            format_size(total)
+        )
+    };
+    if percent < s.critical_percent {
+        rec.finding(Severity::Critical, message("critical", s.critical_percent));
+    } else if percent < s.warning_percent {
+        rec.finding(Severity::Warning, message("warning", s.warning_percent));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_is_parsed_in_bytes() {
+        let text = "MemTotal:       16000 kB\nMemFree:  1 kB\nMemAvailable:    4000 kB\n";
+        assert_eq!(parse_meminfo(text).unwrap(), (16000 * 1024, 4000 * 1024));
+        assert!(parse_meminfo("MemTotal: 1 kB\n")
+            .unwrap_err()
+            .contains("MemAvailable"));
+    }
+}
