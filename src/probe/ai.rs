@@ -58,7 +58,7 @@ pub(crate) async fn run(s: &AiSettings, ctx: &ProbeContext, rec: &Recorder) -> R
 
     let (status, reply) = rec
         .step("request", async {
-            let mut request = ctx.http.post(&url).json(&body).timeout(rec.budget());
+            let mut request = ctx.http.post(&url).json(&body);
             if let Some(key) = &s.api_key {
                 request = match s.provider {
                     AiProvider::Gemini => request.header("x-goog-api-key", key.expose()),

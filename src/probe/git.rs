@@ -325,9 +325,8 @@ fn changed_files(work_tree: &Path, index: &[u8]) -> Result<Vec<String>, String> 
                 Ok(target) => blob_id(target.as_os_str().as_encoded_bytes()) != entry.id,
                 Err(_) => true,
             }
-        } else if !meta.is_file() {
-            true
-        } else if meta.len() != u64::from(entry.size) && entry.size != u32::MAX {
+        } else if !meta.is_file() || meta.len() as u32 != entry.size {
+            // The index keeps the size truncated to 32 bits.
             true
         } else if same_mtime(&meta, entry.mtime) {
             false

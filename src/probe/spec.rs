@@ -62,8 +62,8 @@ impl ProbeSpec {
 pub enum Schedule {
     /// Every so often, from medic's start.
     Interval(Duration),
-    /// At the times of a cron expression.
-    Cron(CronSchedule),
+    /// At the times of a cron expression (boxed: the parsed schedule is large).
+    Cron(Box<CronSchedule>),
 }
 
 /// A parsed cron expression. Five fields (`m h dom mon dow`) as users write them, or six/seven
@@ -425,9 +425,9 @@ pub enum ConfigOrigin {
         /// The file's path as given.
         path: String,
         /// 1-based line.
-        line: Option<usize>,
+        line: Option<u32>,
         /// 1-based column.
-        column: Option<usize>,
+        column: Option<u32>,
     },
     /// A container label.
     Label {
@@ -821,8 +821,8 @@ pub fn parse_yaml(
         let location = e.location();
         let (probe, key, message) = explain_yaml_error(&e.to_string());
         file_error(
-            location.as_ref().map(|l| l.line()),
-            location.as_ref().map(|l| l.column()),
+            location.as_ref().map(|l| l.line() as u32),
+            location.as_ref().map(|l| l.column() as u32),
             probe,
             key,
             message,
@@ -1006,7 +1006,7 @@ fn valid_probe_name(name: &str) -> bool {
 /// Best effort: the line and column of `key` inside probe `probe` of a block-style YAML file,
 /// for errors found after parsing (a bad duration, a key of the wrong type). Without `key`, the
 /// probe's own line.
-fn locate(text: &str, probe: &str, key: Option<&str>) -> Option<(usize, usize)> {
+fn locate(text: &str, probe: &str, key: Option<&str>) -> Option<(u32, u32)> {
     let lines: Vec<&str> = text.lines().collect();
     let indent = |l: &str| l.len() - l.trim_start().len();
     let is_key = |l: &str, k: &str| {
@@ -1031,7 +1031,7 @@ fn locate(text: &str, probe: &str, key: Option<&str>) -> Option<(usize, usize)> 
         .find(|(_, l)| is_key(l, probe))
         .map(|(i, l)| (i, indent(l)))?;
     let Some(key) = key else {
-        return Some((probe_line + 1, probe_indent + 1));
+        return Some(((probe_line + 1) as u32, (probe_indent + 1) as u32));
     };
     let top = key.split('.').next().unwrap_or(key);
     lines
@@ -1042,7 +1042,7 @@ fn locate(text: &str, probe: &str, key: Option<&str>) -> Option<(usize, usize)> 
             l.trim().is_empty() || l.trim_start().starts_with('#') || indent(l) > probe_indent
         })
         .find(|(_, l)| is_key(l, top))
-        .map(|(i, l)| (i + 1, indent(l) + 1))
+        .map(|(i, l)| ((i + 1) as u32, (indent(l) + 1) as u32))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1290,16 +1290,17 @@ impl Resolver<'_> {
         let informational = matches!(*type_name, "git" | "disk" | "memory");
         let interval = self.duration("interval", raw.interval.take())?;
         let cron = self.text("cron", raw.cron.take())?;
-        let schedule =
-            match (interval, cron) {
-                (Some(_), Some(_)) => {
-                    return Err(self.err(Some("cron"), "set either interval or cron, not both"))
-                }
-                (None, Some(expr)) => Schedule::Cron(CronSchedule::parse(&expr).map_err(|e| {
+        let schedule = match (interval, cron) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(Some("cron"), "set either interval or cron, not both"))
+            }
+            (None, Some(expr)) => {
+                Schedule::Cron(Box::new(CronSchedule::parse(&expr).map_err(|e| {
                     self.err(Some("cron"), format!("cron={expr:?} is invalid: {e}"))
-                })?),
-                (interval, None) => Schedule::Interval(interval.unwrap_or(DEFAULT_INTERVAL)),
-            };
+                })?))
+            }
+            (interval, None) => Schedule::Interval(interval.unwrap_or(DEFAULT_INTERVAL)),
+        };
         let timeout = self
             .duration("timeout", raw.timeout.take())?
             .unwrap_or(DEFAULT_TIMEOUT);

@@ -36,9 +36,7 @@ pub(crate) async fn run(
                 .mime_str("text/plain")
                 .map_err(describe)?;
             let form = reqwest::multipart::Form::new().part(s.field.clone(), part);
-            let request = with_headers(ctx.http.post(s.url.clone()), &s.headers)
-                .multipart(form)
-                .timeout(rec.budget());
+            let request = with_headers(ctx.http.post(s.url.clone()), &s.headers).multipart(form);
             let response = request.send().await.map_err(describe)?;
             let status = response.status();
             let body = read_bounded(response, MAX_BODY).await?;
