@@ -78,7 +78,7 @@ def start_containers(project, prefix, count, health_dir):
                "--label", f"com.docker.compose.service={prefix}{i}",
                "--network", "none", "-v", f"{health_dir}:/hc",
                "--health-cmd", "test -f /hc/ok", "--health-interval", "1s",
-               "--health-retries", "1", "--health-timeout", "1s",
+               "--health-retries", "1", "--health-timeout", "5s",
                IMAGE, "sh", "-c", "exec sleep 100000")
         names.append(name)
     return names

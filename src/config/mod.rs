@@ -111,6 +111,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_OPERATOR_HOLD",
     "MEDIC_LOG_FORMAT",
     "MEDIC_LOG",
+    "MEDIC_CONFIG",
+    "MEDIC_SMTP_CA_FILE",
+    "MEDIC_SMTP_TIMEOUT",
 ];
 
 impl Settings {
