@@ -830,7 +830,7 @@ async fn git_reads_branch_commit_changes_and_remote_without_a_git_binary() {
         serde_json::json!(["app.txt", "src/main.rs"])
     );
 
-    // Same size, new content, mtime kept: only the content hash can tell.
+    // Same size, new content: the size matches, so the content hash decides.
     git(repo, &["checkout", "-q", "--", "."]);
     let result = probe::run(&s, &ctx).await;
     assert_eq!(result.details["dirty"], false, "{result:#?}");
@@ -1108,4 +1108,48 @@ fn label_errors_name_the_container_label_and_key() {
     }
     let error = parse_labels("c", "s", &labels(&[("medic.probe.x", "http")]), &no_env).unwrap_err();
     assert!(error.to_string().contains("medic.probe.<name>.<key>"));
+}
+
+/// The examples of docs/probes.md parse as documented.
+#[test]
+fn the_documented_examples_parse() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/probes.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    let env = env_of(&[
+        ("MONGO_PASSWORD", "m"),
+        ("RABBITMQ_PASSWORD", "r"),
+        ("OPENAI_API_KEY", "k"),
+        ("APP_TOKEN", "t"),
+    ]);
+    let specs = parse_yaml(blocks[0], "docs/probes.md", &env).unwrap();
+    assert_eq!(specs.len(), 9);
+    let pipeline = specs.iter().find(|s| s.name == "pipeline").unwrap();
+    assert_eq!(
+        (pipeline.restart.clone(), pipeline.component.as_str()),
+        (vec!["worker".to_string()], "worker")
+    );
+    let model = specs.iter().find(|s| s.name == "model").unwrap();
+    assert!(model.restart.is_empty());
+
+    // Compose turns `$${VAR}` into `${VAR}` before medic reads the labels.
+    let compose: serde_json::Value = yaml_serde::from_str(&blocks[1].replace("$$", "$")).unwrap();
+    let mut count = 0;
+    for (service, definition) in compose["services"].as_object().unwrap() {
+        let labels: HashMap<String, String> = definition["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let specs = parse_labels(&format!("stack-{service}-1"), service, &labels, &env)
+            .unwrap_or_else(|e| panic!("{e}"));
+        count += specs.len();
+    }
+    assert_eq!(count, 3);
 }

@@ -512,6 +512,20 @@ mod tests {
     }
 
     #[test]
+    fn a_run_can_be_spawned() {
+        fn assert_send<T: Send>(_: &T) {}
+        let spec = spec::parse_yaml(
+            "probes:\n  p:\n    type: tcp\n    host: h\n    port: 1\n",
+            "t.yaml",
+            &|_| None,
+        )
+        .unwrap()
+        .remove(0);
+        let ctx = ProbeContext::new();
+        assert_send(&run(&spec, &ctx));
+    }
+
+    #[test]
     fn results_serialize_with_millis_and_lowercase_severity() {
         let r = ProbeResult {
             name: "n".into(),

@@ -1815,6 +1815,16 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_probe_asks_for_its_type() {
+        let e = parse_yaml("probes:\n  db:\n", "m.yaml", &no_env).unwrap_err();
+        assert!(e.to_string().contains("probe `db`"), "{e}");
+        assert!(e.to_string().contains("type"), "{e}");
+        assert!(!e.to_string().contains("RawProbe"), "{e}");
+        let e = parse_yaml("probes:\n  - db\n", "m.yaml", &no_env).unwrap_err();
+        assert!(e.to_string().starts_with("m.yaml:2:"), "{e}");
+    }
+
+    #[test]
     fn minimal_yaml_gets_the_defaults() {
         let text = "probes:\n  web:\n    type: http\n    url: http://app:8000/health\n    restart: [app, worker]\n";
         let specs = parse_yaml(text, "medic.yaml", &no_env).unwrap();
