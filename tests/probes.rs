@@ -511,7 +511,7 @@ async fn upload_stuck_worker_times_out_and_still_deletes() {
     let (fixture, base) = UploadFixture::start(Processing::Stuck).await;
     let started = std::time::Instant::now();
     let result = probe::run(&upload_spec(&base, "2s"), &ProbeContext::new()).await;
-    assert!(started.elapsed() < Duration::from_millis(2500));
+    assert!(started.elapsed() < Duration::from_secs(3));
     assert!(!result.ok);
     let error = result.error.clone().unwrap();
     assert!(
@@ -643,7 +643,8 @@ async fn a_probe_that_hangs_fails_within_its_timeout_naming_the_step() {
     ));
     let started = std::time::Instant::now();
     let result = probe::run(&s, &ProbeContext::new()).await;
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    // The bound is the timeout plus slack for a machine busy compiling.
+    assert!(started.elapsed() < Duration::from_secs(2));
     assert!(!result.ok);
     assert_eq!(result.failed_step().unwrap().name, "connect");
 }

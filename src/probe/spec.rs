@@ -66,6 +66,16 @@ pub enum Schedule {
     Cron(Box<CronSchedule>),
 }
 
+impl fmt::Display for Schedule {
+    /// `every 5m` or `cron 0 3 * * *`, for tables and logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Interval(d) => write!(f, "every {}", humantime::format_duration(*d)),
+            Schedule::Cron(c) => write!(f, "cron {}", c.expression()),
+        }
+    }
+}
+
 /// A parsed cron expression. Five fields (`m h dom mon dow`) as users write them, or six/seven
 /// with seconds (and years) as the `cron` crate reads them.
 #[derive(Clone)]
@@ -1832,6 +1842,7 @@ mod tests {
         let s = &specs[0];
         assert_eq!(s.timeout, DEFAULT_TIMEOUT);
         assert!(matches!(s.schedule, Schedule::Interval(d) if d == DEFAULT_INTERVAL));
+        assert_eq!(s.schedule.to_string(), "every 5m");
         assert_eq!(s.restart, vec!["app", "worker"]);
         assert_eq!(s.component, "app");
         let ProbeKind::Http(h) = &s.kind else {
