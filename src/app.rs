@@ -29,6 +29,10 @@ pub struct Application {
 impl Application {
     /// Opens the store, binds the HTTP port and starts the loops.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let file_probes = match &settings.config_file {
+            Some(path) => crate::config::probes::file_probes(path).map_err(anyhow::Error::msg)?,
+            None => Vec::new(),
+        };
         let store = Arc::new(Store::open(&settings.data_dir)?);
         let engine: Arc<dyn Engine> =
             Arc::new(BollardEngine::connect(settings.docker_host.as_deref())?);
@@ -45,6 +49,8 @@ impl Application {
                 project: settings.project.clone(),
                 healing: settings.healing.clone(),
                 reconcile_interval: settings.reconcile_interval,
+                file_probes,
+                docker_host: settings.docker_host.clone(),
             },
             engine,
             store.clone(),

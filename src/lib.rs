@@ -10,6 +10,7 @@ pub mod docker;
 pub mod notify;
 pub mod policy;
 pub mod probe;
+pub mod scheduler;
 pub mod status;
 pub mod store;
 pub mod supervisor;

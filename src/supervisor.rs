@@ -8,7 +8,7 @@
 //!   pure policy, persists the result, and spawns one task per restart, so restarts of different
 //!   services run in parallel while decisions about one service stay in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ use crate::policy::{
     decide_restart, record_check, restarted, CheckState, CheckVerdict, Decision, HoldReason,
     Instant, Outcome, RestartContext, ServiceState,
 };
+use crate::probe::{ProbeContext, ProbeSpec};
+use crate::scheduler::{ProbeReport, Scheduler};
 use crate::status::{DockerStatus, Status};
 use crate::store::{RestartRecord, Store};
 
@@ -74,6 +76,10 @@ pub struct SupervisorSettings {
     pub healing: HealingSettings,
     /// How often to list every watched container.
     pub reconcile_interval: Duration,
+    /// Probes declared in the configuration file; label probes are found at run time.
+    pub file_probes: Vec<ProbeSpec>,
+    /// The Docker endpoint, for `exec` probes.
+    pub docker_host: Option<String>,
 }
 
 /// Starts the watcher and the brain on `tracker`; both stop when `shutdown` is cancelled.
@@ -86,8 +92,18 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel(4096);
+    let (probe_tx, probe_rx) = mpsc::channel(1024);
     let (scope_tx, scope_rx) = tokio::sync::watch::channel(None::<Scope>);
     let brain = Brain {
+        probes: ProbeState {
+            file: settings.file_probes.clone(),
+            docker_host: settings.docker_host.clone(),
+            tx: probe_tx,
+            scheduler: None,
+            reported_errors: HashSet::new(),
+            shutdown: shutdown.clone(),
+        },
+        containers: Vec::new(),
         healing: settings.healing.clone(),
         services: store.load_services()?,
         checks: store.load_checks()?,
@@ -103,7 +119,7 @@ pub fn spawn(
         last_hold: HashMap::new(),
         tracker: tracker.clone(),
     };
-    tracker.spawn(brain.run(rx, shutdown.clone()));
+    tracker.spawn(brain.run(rx, probe_rx, shutdown.clone()));
     let watcher = Watcher {
         engine,
         status,
@@ -256,13 +272,35 @@ impl Watcher {
     }
 }
 
-/// A restart in progress.
+/// A restart of a service in progress (one task per container).
 struct InFlight {
-    /// The service state before the restart, restored if the restart is skipped.
+    /// The service state before the restart, restored if nothing was restarted.
     before: ServiceState,
+    /// Restart tasks not finished yet.
+    remaining: usize,
+    /// The longest grace among the containers restarted so far.
+    grace: Option<Duration>,
+}
+
+/// The probes and their scheduler, owned by the brain.
+struct ProbeState {
+    /// Probes from the configuration file.
+    file: Vec<ProbeSpec>,
+    /// The Docker endpoint, for the `exec` probes' client.
+    docker_host: Option<String>,
+    /// Where probe loops send their results.
+    tx: mpsc::Sender<ProbeReport>,
+    /// Started once the scope is known (exec probes need the project).
+    scheduler: Option<Scheduler>,
+    /// Label errors already logged, so each is logged once.
+    reported_errors: HashSet<String>,
+    shutdown: CancellationToken,
 }
 
 struct Brain {
+    probes: ProbeState,
+    /// Every watched container as last listed, to find the containers of a service.
+    containers: Vec<Container>,
     healing: HealingSettings,
     /// Restart state per service (`project/service`, or the container name).
     services: HashMap<String, ServiceState>,
@@ -304,7 +342,12 @@ fn hold_key(labels: &HashMap<String, String>, name: &str) -> String {
 }
 
 impl Brain {
-    async fn run(mut self, mut rx: mpsc::Receiver<Message>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Message>,
+        mut probe_rx: mpsc::Receiver<ProbeReport>,
+        shutdown: CancellationToken,
+    ) {
         let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
@@ -313,8 +356,10 @@ impl Brain {
                 changed = self.scope_rx.changed() => {
                     if changed.is_ok() {
                         self.scope = self.scope_rx.borrow().clone();
+                        self.start_probes().await;
                     }
                 }
+                Some(report) = probe_rx.recv() => self.on_probe(report),
                 message = rx.recv() => match message {
                     None => return,
                     Some(Message::Event(e)) => self.on_event(e),
@@ -402,6 +447,141 @@ impl Brain {
         }
     }
 
+    /// Starts the probe scheduler once the scope is known.
+    async fn start_probes(&mut self) {
+        if self.probes.scheduler.is_some() {
+            return;
+        }
+        let mut ctx = ProbeContext::new();
+        match ProbeContext::connect_docker(self.probes.docker_host.as_deref()).await {
+            Ok(docker) => ctx = ctx.with_docker(docker),
+            Err(e) => warn!(error = %e, "exec probes cannot reach Docker"),
+        }
+        if let Some(project) = self.scope.as_ref().and_then(|s| s.project.clone()) {
+            ctx = ctx.with_project(project);
+        }
+        self.probes.scheduler = Some(Scheduler::new(
+            ctx,
+            self.probes.tx.clone(),
+            crate::scheduler::DEFAULT_CONCURRENCY,
+            self.tracker.clone(),
+            self.probes.shutdown.clone(),
+        ));
+        self.refresh_probes();
+    }
+
+    /// Runs the file's probes plus those declared by labels on the watched containers.
+    fn refresh_probes(&mut self) {
+        let Some(scope) = self.scope.clone() else {
+            return;
+        };
+        let (labelled, mut errors) = crate::config::probes::label_probes(&self.containers, &scope);
+        let (all, merge_errors) = crate::config::probes::merge(&self.probes.file, labelled);
+        errors.extend(merge_errors);
+        for e in errors {
+            if self.probes.reported_errors.insert(e.clone()) {
+                error!("probe configuration ignored: {e}");
+            }
+        }
+        if let Some(scheduler) = self.probes.scheduler.as_mut() {
+            scheduler.set(&all);
+        }
+    }
+
+    /// Feeds a probe result into the policy; restarts the services it names at its threshold.
+    fn on_probe(&mut self, report: ProbeReport) {
+        let spec = &report.spec;
+        let result = &report.result;
+        let span = tracing::info_span!("probe", probe = %spec.name, component = %spec.component);
+        let _enter = span.enter();
+        let now = Utc::now();
+        // The containers of each service the probe restarts, grouped by service key.
+        let mut targets: Vec<(String, Vec<Container>)> = Vec::new();
+        for name in &spec.restart {
+            for c in self
+                .containers
+                .iter()
+                .filter(|c| c.component() == *name && c.state == RunState::Running)
+            {
+                let key = service_key(c);
+                match targets.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, list)) => list.push(c.clone()),
+                    None => targets.push((key, vec![c.clone()])),
+                }
+            }
+        }
+        let in_grace = targets
+            .iter()
+            .any(|(key, _)| self.services.get(key).is_some_and(|s| s.in_grace(now)));
+        let outcome = match &result.error {
+            None => Outcome::Pass,
+            Some(e) => Outcome::Fail(e.clone()),
+        };
+        let threshold = spec
+            .failure_threshold
+            .unwrap_or(self.healing.failure_threshold);
+        let check_key = format!("probe:{}", spec.name);
+        let before = self.checks.get(&check_key).cloned().unwrap_or_default();
+        let (check, verdict) = record_check(&before, &outcome, now, threshold, in_grace);
+        self.save_check(&check_key, &check);
+        self.checks.insert(check_key, check);
+        let error = result.error.clone().unwrap_or_default();
+        match verdict {
+            CheckVerdict::Passed { recovered: true } => {
+                info!(
+                    latency_ms = result.latency.as_millis() as u64,
+                    "probe passes again"
+                );
+                self.history(
+                    &spec.component,
+                    "recovered",
+                    &format!("probe {} passes again", spec.name),
+                );
+                for (key, _) in &targets {
+                    if let Some(state) = self.services.get(key).filter(|s| s.gave_up).cloned() {
+                        let next = state.recovered();
+                        self.save_service(key, &next);
+                        self.services.insert(key.clone(), next);
+                    }
+                }
+            }
+            CheckVerdict::Passed { recovered: false } => {}
+            CheckVerdict::IgnoredInGrace => {
+                debug!(%error, "probe failed during the grace after a restart")
+            }
+            CheckVerdict::Failing { consecutive } => {
+                warn!(consecutive, threshold, %error, "probe failed");
+                self.history(
+                    &spec.component,
+                    "probe_failed",
+                    &format!("probe {}: {error}", spec.name),
+                );
+            }
+            CheckVerdict::ThresholdReached { consecutive } => {
+                warn!(consecutive, threshold, %error, "probe failed: threshold reached");
+                self.history(
+                    &spec.component,
+                    "probe_failed",
+                    &format!("probe {}: {error}", spec.name),
+                );
+                if spec.restart.is_empty() {
+                    return;
+                }
+                if targets.is_empty() {
+                    warn!(services = ?spec.restart, "no running watched container of the services to restart");
+                    return;
+                }
+                let reason = format!(
+                    "probe {} failed {consecutive} times in a row: {error}",
+                    spec.name
+                );
+                for (key, containers) in targets {
+                    self.consider_restart(&key, &containers, &reason, now, None);
+                }
+            }
+        }
+    }
+
     /// A restart of the engine stops every container with kill and stop events that look like
     /// an operator's. Containers stopped then stay stopped anyway (medic never starts one), so
     /// the holds are lifted and what came back broken can be healed.
@@ -414,6 +594,12 @@ impl Brain {
 
     fn on_snapshot(&mut self, containers: Vec<Container>) {
         let now = Utc::now();
+        self.containers = containers
+            .iter()
+            .filter(|c| self.in_scope(&c.id, &c.labels))
+            .cloned()
+            .collect();
+        self.refresh_probes();
         for container in containers {
             if !self.in_scope(&container.id, &container.labels) {
                 continue;
@@ -479,7 +665,7 @@ impl Brain {
                 }
                 self.consider_restart(
                     &service,
-                    container,
+                    std::slice::from_ref(container),
                     "Docker reports the container unhealthy",
                     now,
                     event_nanos,
@@ -488,10 +674,12 @@ impl Brain {
         }
     }
 
+    /// Decides about restarting `service`, whose running containers are `containers`, and
+    /// starts one restart task per container when the policy allows.
     fn consider_restart(
         &mut self,
         service: &str,
-        container: &Container,
+        containers: &[Container],
         reason: &str,
         now: Instant,
         event_nanos: Option<i64>,
@@ -500,27 +688,32 @@ impl Brain {
             debug!("a restart is already under way");
             return;
         }
-        if self.scope.as_ref().is_some_and(|s| s.is_own(&container.id)) {
+        let containers: Vec<&Container> = containers
+            .iter()
+            .filter(|c| !self.scope.as_ref().is_some_and(|s| s.is_own(&c.id)))
+            .collect();
+        let Some(first) = containers.first() else {
             return;
-        }
+        };
+        let component = first.component();
         let state = self.services.get(service).cloned().unwrap_or_default();
         let ctx = RestartContext {
-            opted_out: !container.restart_allowed(),
+            opted_out: containers.iter().any(|c| !c.restart_allowed()),
             operator_hold_until: self
                 .operator_holds
-                .get(&hold_key(&container.labels, &container.name))
+                .get(&hold_key(&first.labels, &first.name))
                 .copied(),
             silenced_until: None,
         };
         let (next, decision) = decide_restart(&state, now, &self.healing, &ctx);
         match decision {
             Decision::Hold(hold) => {
-                self.log_hold(service, &container.component(), &hold);
+                self.log_hold(service, &component, &hold);
             }
             Decision::GiveUp { next_slot } => {
-                error!(%next_slot, budget = self.healing.restart_budget, "GAVE UP: restart budget spent; no restart until a slot frees");
+                error!(%component, %next_slot, budget = self.healing.restart_budget, "GAVE UP: restart budget spent; no restart until a slot frees");
                 self.history(
-                    &container.component(),
+                    &component,
                     "gave_up",
                     &format!(
                         "{} restarts within {} spent; next slot at {next_slot}",
@@ -536,43 +729,74 @@ impl Brain {
                 let after = restarted(&next, now, self.healing.default_grace, &self.healing);
                 self.save_service(service, &after);
                 self.services.insert(service.to_string(), after);
-                self.in_flight
-                    .insert(service.to_string(), InFlight { before: state });
-                self.last_hold.remove(service);
-                self.own_restarts.insert(
-                    container.id.clone(),
-                    tokio::time::Instant::now() + Duration::from_secs(600),
+                self.in_flight.insert(
+                    service.to_string(),
+                    InFlight {
+                        before: state,
+                        remaining: containers.len(),
+                        grace: None,
+                    },
                 );
-                let task = RestartTask {
-                    engine: self.engine.clone(),
-                    store: self.store.clone(),
-                    tx: self.tx.clone(),
-                    service: service.to_string(),
-                    container_id: container.id.clone(),
-                    container_name: container.name.clone(),
-                    reason: reason.to_string(),
-                    default_stop_timeout: self.healing.default_stop_timeout,
-                    default_grace: self.healing.default_grace,
-                    at: now,
-                    event_nanos,
-                };
-                let span = tracing::info_span!("restart", component = %container.component(), container = %container.name);
-                self.tracker.spawn(task.run().instrument(span));
+                self.last_hold.remove(service);
+                for container in containers {
+                    self.own_restarts.insert(
+                        container.id.clone(),
+                        tokio::time::Instant::now() + Duration::from_secs(600),
+                    );
+                    let task = RestartTask {
+                        engine: self.engine.clone(),
+                        store: self.store.clone(),
+                        tx: self.tx.clone(),
+                        service: service.to_string(),
+                        container_id: container.id.clone(),
+                        container_name: container.name.clone(),
+                        reason: reason.to_string(),
+                        default_stop_timeout: self.healing.default_stop_timeout,
+                        default_grace: self.healing.default_grace,
+                        at: now,
+                        event_nanos,
+                    };
+                    let span = tracing::info_span!("restart", component = %container.component(), container = %container.name);
+                    self.tracker.spawn(task.run().instrument(span));
+                }
             }
         }
     }
 
     fn on_restart_done(&mut self, done: RestartDone) {
-        let Some(in_flight) = self.in_flight.remove(&done.service) else {
-            return;
-        };
         self.own_restarts.insert(
             done.container_id.clone(),
             tokio::time::Instant::now() + OWN_RESTART_ECHO,
         );
-        let now = Utc::now();
+        let Some(in_flight) = self.in_flight.get_mut(&done.service) else {
+            return;
+        };
+        in_flight.remaining = in_flight.remaining.saturating_sub(1);
         match done.result {
             RestartResult::Restarted { grace } => {
+                in_flight.grace = Some(in_flight.grace.map_or(grace, |g| g.max(grace)));
+            }
+            RestartResult::Skipped(why) => {
+                info!(service = %done.service, "restart not made: {why}");
+            }
+            RestartResult::Failed(error) => {
+                // An attempt all the same: it keeps its budget slot, without grace.
+                in_flight.grace.get_or_insert(Duration::ZERO);
+                self.history(&done.service, "restart_failed", &error);
+            }
+        }
+        let Some(in_flight) = self.in_flight.get(&done.service) else {
+            return;
+        };
+        if in_flight.remaining > 0 {
+            return;
+        }
+        let Some(in_flight) = self.in_flight.remove(&done.service) else {
+            return;
+        };
+        let now = Utc::now();
+        match in_flight.grace {
+            Some(grace) => {
                 if let Some(state) = self.services.get(&done.service).cloned() {
                     let next = ServiceState {
                         grace_until: Some(
@@ -584,13 +808,10 @@ impl Brain {
                     self.services.insert(done.service, next);
                 }
             }
-            RestartResult::Skipped(why) => {
-                info!(service = %done.service, "restart not made: {why}");
+            // Nothing was restarted: the budget slot is given back.
+            None => {
                 self.save_service(&done.service, &in_flight.before);
                 self.services.insert(done.service, in_flight.before);
-            }
-            RestartResult::Failed(error) => {
-                self.history(&done.service, "restart_failed", &error);
             }
         }
     }

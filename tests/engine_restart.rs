@@ -19,6 +19,8 @@ use common::{docker_ok, wait_for, Medic, TestRun};
 struct SecondEngine {
     dir: PathBuf,
     socket: String,
+    /// The running dockerd, reaped when it stops.
+    process: std::sync::Mutex<Option<std::process::Child>>,
 }
 
 impl SecondEngine {
@@ -27,6 +29,7 @@ impl SecondEngine {
         let engine = SecondEngine {
             dir: dir.to_path_buf(),
             socket: format!("unix://{}/docker.sock", dir.display()),
+            process: std::sync::Mutex::new(None),
         };
         engine.up();
         engine
@@ -43,7 +46,7 @@ impl SecondEngine {
             .append(true)
             .open(d.join("dockerd.log"))
             .unwrap();
-        Command::new("dockerd")
+        let child = Command::new("dockerd")
             .arg("--config-file")
             .arg(d.join("daemon.json"))
             .arg("--data-root")
@@ -58,6 +61,7 @@ impl SecondEngine {
             .stderr(log)
             .spawn()
             .expect("dockerd must be installed (scripts/testenv.sh installs docker.io)");
+        *self.process.lock().unwrap() = Some(child);
         wait_for("the second dockerd", Duration::from_secs(60), || {
             common::docker_at(self.host(), &["info"]).status.success()
         });
@@ -130,13 +134,6 @@ fn medic_reconnects_after_dockerd_restarts_and_heals_what_broke_meanwhile() {
     wait_for("web healthy", Duration::from_secs(30), || {
         run.health(&web) == "healthy"
     });
-    let started_at = || {
-        docker_ok(
-            engine.host(),
-            &["inspect", "-f", "{{.State.StartedAt}}", &web],
-        )
-    };
-    let first_start = started_at();
 
     engine.down();
     medic.wait_log(

@@ -4,6 +4,8 @@
 //! is a [`ConfigError`] that names the variable, shows what it got and says what it expects; the
 //! command line turns it into exit code 2 so a half-configured daemon never starts.
 
+pub mod probes;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,6 +96,8 @@ pub struct Settings {
     pub healing: HealingSettings,
     /// Log line format.
     pub log_format: LogFormat,
+    /// The YAML configuration file (`MEDIC_CONFIG`, else /etc/medic/medic.yaml if present).
+    pub config_file: Option<PathBuf>,
 }
 
 /// Every variable medic reads; anything else starting with `MEDIC_` draws a warning.
@@ -192,6 +196,11 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(30)),
             healing,
             log_format,
+            config_file: probes::config_file(vars).map_err(|reason| ConfigError::Invalid {
+                var: "MEDIC_CONFIG".into(),
+                value: vars.get("MEDIC_CONFIG").cloned().unwrap_or_default(),
+                reason,
+            })?,
         })
     }
 
