@@ -44,6 +44,8 @@ impl Application {
 
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let (alerts_tx, alerts_rx) = tokio::sync::mpsc::channel(1024);
+        tracker.spawn(log_alerts(alerts_rx));
         supervisor::spawn(
             SupervisorSettings {
                 project: settings.project.clone(),
@@ -55,6 +57,7 @@ impl Application {
             engine,
             store.clone(),
             status.clone(),
+            alerts_tx,
             &tracker,
             shutdown.clone(),
         )?;
@@ -86,5 +89,19 @@ impl Application {
         info!("stopping");
         self.shutdown.cancel();
         self.tracker.wait().await;
+    }
+}
+
+/// Until email and webhooks are wired in, alerts are logged (they are in history too).
+async fn log_alerts(mut alerts: tokio::sync::mpsc::Receiver<crate::notify::Alert>) {
+    while let Some(alert) = alerts.recv().await {
+        tracing::warn!(
+            kind = ?alert.kind,
+            component = %alert.component,
+            check = %alert.check,
+            error = alert.error.as_deref().unwrap_or(""),
+            action = %alert.action,
+            "alert"
+        );
     }
 }

@@ -25,6 +25,7 @@ use crate::docker::{
     own_container_id, Container, Engine, EngineError, EngineEvent, EventKind, Health, RunState,
     LABEL_STOP_TIMEOUT,
 };
+use crate::notify::{Alert, AlertKind};
 use crate::policy::{
     decide_restart, record_check, restarted, CheckState, CheckVerdict, Decision, HoldReason,
     Instant, Outcome, RestartContext, ServiceState,
@@ -88,6 +89,7 @@ pub fn spawn(
     engine: Arc<dyn Engine>,
     store: Arc<Store>,
     status: Arc<Status>,
+    alerts: mpsc::Sender<Alert>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -95,6 +97,7 @@ pub fn spawn(
     let (probe_tx, probe_rx) = mpsc::channel(1024);
     let (scope_tx, scope_rx) = tokio::sync::watch::channel(None::<Scope>);
     let brain = Brain {
+        alerts,
         probes: ProbeState {
             file: settings.file_probes.clone(),
             docker_host: settings.docker_host.clone(),
@@ -298,6 +301,8 @@ struct ProbeState {
 }
 
 struct Brain {
+    /// Where alerts go (the notifiers).
+    alerts: mpsc::Sender<Alert>,
     probes: ProbeState,
     /// Every watched container as last listed, to find the containers of a service.
     containers: Vec<Container>,
@@ -532,6 +537,19 @@ impl Brain {
                     latency_ms = result.latency.as_millis() as u64,
                     "probe passes again"
                 );
+                if before.consecutive_failures >= threshold {
+                    self.alert(Alert {
+                        kind: AlertKind::Recovered,
+                        component: spec.component.clone(),
+                        check: spec.name.clone(),
+                        check_type: spec.kind.type_name().into(),
+                        status: "healthy".into(),
+                        error: None,
+                        consecutive_failures: 0,
+                        action: format!("probe {} passes again", spec.name),
+                        at: now,
+                    });
+                }
                 self.history(
                     &spec.component,
                     "recovered",
@@ -564,19 +582,37 @@ impl Brain {
                     "probe_failed",
                     &format!("probe {}: {error}", spec.name),
                 );
-                if spec.restart.is_empty() {
-                    return;
-                }
-                if targets.is_empty() {
-                    warn!(services = ?spec.restart, "no running watched container of the services to restart");
-                    return;
-                }
                 let reason = format!(
                     "probe {} failed {consecutive} times in a row: {error}",
                     spec.name
                 );
-                for (key, containers) in targets {
-                    self.consider_restart(&key, &containers, &reason, now, None);
+                let action = if spec.restart.is_empty() {
+                    "none: this probe only alerts".to_string()
+                } else if targets.is_empty() {
+                    warn!(services = ?spec.restart, "no running watched container of the services to restart");
+                    format!(
+                        "not restarted: no running watched container of {}",
+                        spec.restart.join(", ")
+                    )
+                } else {
+                    let mut actions = Vec::new();
+                    for (key, containers) in targets {
+                        actions.push(self.consider_restart(&key, &containers, &reason, now, None));
+                    }
+                    actions.join("; ")
+                };
+                if consecutive == threshold {
+                    self.alert(Alert {
+                        kind: AlertKind::Critical,
+                        component: spec.component.clone(),
+                        check: spec.name.clone(),
+                        check_type: spec.kind.type_name().into(),
+                        status: "failing".into(),
+                        error: Some(error.clone()),
+                        consecutive_failures: consecutive,
+                        action,
+                        at: now,
+                    });
                 }
             }
         }
@@ -640,6 +676,17 @@ impl Brain {
         match verdict {
             CheckVerdict::Passed { recovered: true } => {
                 info!("healthy again");
+                self.alert(Alert {
+                    kind: AlertKind::Recovered,
+                    component: container.component(),
+                    check: "docker".into(),
+                    check_type: "docker".into(),
+                    status: "healthy".into(),
+                    error: None,
+                    consecutive_failures: 0,
+                    action: format!("{} is healthy again", container.name),
+                    at: now,
+                });
                 self.history(
                     &container.component(),
                     "recovered",
@@ -663,13 +710,29 @@ impl Brain {
                         &format!("{} is unhealthy", container.name),
                     );
                 }
-                self.consider_restart(
+                let action = self.consider_restart(
                     &service,
                     std::slice::from_ref(container),
                     "Docker reports the container unhealthy",
                     now,
                     event_nanos,
                 );
+                if consecutive == 1 {
+                    self.alert(Alert {
+                        kind: AlertKind::Critical,
+                        component: container.component(),
+                        check: "docker".into(),
+                        check_type: "docker".into(),
+                        status: "unhealthy".into(),
+                        error: Some(format!(
+                            "Docker reports {} unhealthy: its HEALTHCHECK failed",
+                            container.name
+                        )),
+                        consecutive_failures: consecutive,
+                        action,
+                        at: now,
+                    });
+                }
             }
         }
     }
@@ -683,17 +746,17 @@ impl Brain {
         reason: &str,
         now: Instant,
         event_nanos: Option<i64>,
-    ) {
+    ) -> String {
         if self.in_flight.contains_key(service) {
             debug!("a restart is already under way");
-            return;
+            return "a restart is already under way".into();
         }
         let containers: Vec<&Container> = containers
             .iter()
             .filter(|c| !self.scope.as_ref().is_some_and(|s| s.is_own(&c.id)))
             .collect();
         let Some(first) = containers.first() else {
-            return;
+            return "nothing to restart".into();
         };
         let component = first.component();
         let state = self.services.get(service).cloned().unwrap_or_default();
@@ -709,6 +772,7 @@ impl Brain {
         match decision {
             Decision::Hold(hold) => {
                 self.log_hold(service, &component, &hold);
+                format!("not restarted: {hold}")
             }
             Decision::GiveUp { next_slot } => {
                 error!(%component, %next_slot, budget = self.healing.restart_budget, "GAVE UP: restart budget spent; no restart until a slot frees");
@@ -723,6 +787,23 @@ impl Brain {
                 );
                 self.save_service(service, &next);
                 self.services.insert(service.to_string(), next);
+                let action = format!(
+                    "gave up: {} restarts within {} spent; no restart until {next_slot}",
+                    self.healing.restart_budget,
+                    humantime::format_duration(self.healing.budget_window)
+                );
+                self.alert(Alert {
+                    kind: AlertKind::GaveUp,
+                    component: component.clone(),
+                    check: String::new(),
+                    check_type: String::new(),
+                    status: "failing".into(),
+                    error: Some(reason.to_string()),
+                    consecutive_failures: 0,
+                    action: action.clone(),
+                    at: now,
+                });
+                action
             }
             Decision::Restart => {
                 // Recorded before the call: a crash of medic right after still counts it.
@@ -738,7 +819,7 @@ impl Brain {
                     },
                 );
                 self.last_hold.remove(service);
-                for container in containers {
+                for container in &containers {
                     self.own_restarts.insert(
                         container.id.clone(),
                         tokio::time::Instant::now() + Duration::from_secs(600),
@@ -759,7 +840,28 @@ impl Brain {
                     let span = tracing::info_span!("restart", component = %container.component(), container = %container.name);
                     self.tracker.spawn(task.run().instrument(span));
                 }
+                format!(
+                    "restarted {}",
+                    containers
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
+        }
+    }
+
+    /// Hands an alert to the notifiers; it is kept in history either way.
+    fn alert(&self, alert: Alert) {
+        let kind = match alert.kind {
+            AlertKind::Critical => "alert_critical",
+            AlertKind::Recovered => "alert_recovered",
+            AlertKind::GaveUp => "alert_gave_up",
+        };
+        self.history(&alert.component, kind, &alert.action);
+        if self.alerts.try_send(alert).is_err() {
+            error!("the alert queue is full or closed; the alert is kept in history only");
         }
     }
 

@@ -6,5 +6,7 @@
 //! real mail servers.
 
 pub mod email;
+pub mod event;
 
 pub use email::{Email, MailSettings, Mailer, SendError};
+pub use event::{Alert, AlertKind};
