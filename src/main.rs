@@ -20,6 +20,21 @@ enum Command {
     Run,
     /// Ask the running daemon's /health (for the image's HEALTHCHECK); exit 0 healthy, 1 not.
     Healthcheck,
+    /// Run probes once and print their results; exit 1 if any failed.
+    Probe {
+        /// Probes to run (all when none is named).
+        names: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Preflight: validate the configuration, reach Docker, SMTP and every probe target once.
+    /// Exit 0 all good, 1 something unreachable, 2 configuration invalid.
+    Check {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -32,7 +47,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(settings.log_format);
+    let command = cli.command.unwrap_or(Command::Run);
+    // The one-shot commands print their own results; their logs stay quiet unless asked.
+    let default_level = if matches!(command, Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(settings.log_format, default_level);
     for (var, suggestion) in Settings::unknown_variables(&vars) {
         match suggestion {
             Some(known) => {
@@ -48,9 +70,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
+    match command {
         Command::Run => runtime.block_on(run(settings)),
         Command::Healthcheck => runtime.block_on(healthcheck(settings.listen)),
+        Command::Probe { names, json } => {
+            runtime.block_on(medic::commands::probe(&settings, &names, json))
+        }
+        Command::Check { json } => runtime.block_on(medic::commands::check(&settings, &vars, json)),
     }
 }
 
@@ -95,9 +121,13 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // lapin logs a failed passive declare (the rabbitmq probe's "queue missing") at ERROR;
+        // the probe reports it itself.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{default_level},lapin=off"))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -22,8 +22,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::config::{parse_duration, HealingSettings};
 use crate::docker::scope::Scope;
 use crate::docker::{
-    own_container_id, Container, Engine, EngineError, EngineEvent, EventKind, Health, RunState,
-    LABEL_STOP_TIMEOUT,
+    Container, Engine, EngineError, EngineEvent, EventKind, Health, RunState, LABEL_STOP_TIMEOUT,
 };
 use crate::notify::{Alert, AlertKind};
 use crate::policy::{
@@ -68,6 +67,39 @@ enum RestartResult {
     Failed(String),
 }
 
+/// An operator's request from the admin API; the brain owns the state, so it answers.
+#[derive(Debug)]
+pub enum Command {
+    /// Run a probe now; the result also feeds the policy like a scheduled run.
+    RunProbe {
+        /// The probe's name.
+        name: String,
+        /// Where the result goes.
+        reply: tokio::sync::oneshot::Sender<Result<crate::probe::ProbeResult, CommandError>>,
+    },
+    /// Silence a component until an instant (`None` lifts the silence): it is neither
+    /// restarted nor alerted about meanwhile.
+    Silence {
+        /// The component's name.
+        component: String,
+        /// Until when.
+        until: Option<Instant>,
+        /// The silence now in force.
+        reply: tokio::sync::oneshot::Sender<Result<Option<Instant>, CommandError>>,
+    },
+}
+
+/// Why a [`Command`] could not be carried out.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    /// No such probe or component; the message lists the known names.
+    #[error("{0}")]
+    NotFound(String),
+    /// medic is not ready for it yet (probes start once Docker has answered).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Settings the supervisor needs.
 #[derive(Debug, Clone)]
 pub struct SupervisorSettings {
@@ -84,6 +116,7 @@ pub struct SupervisorSettings {
 }
 
 /// Starts the watcher and the brain on `tracker`; both stop when `shutdown` is cancelled.
+/// Returns where the admin API sends its [`Command`]s.
 pub fn spawn(
     settings: SupervisorSettings,
     engine: Arc<dyn Engine>,
@@ -92,8 +125,9 @@ pub fn spawn(
     alerts: mpsc::Sender<Alert>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<mpsc::Sender<Command>> {
     let (tx, rx) = mpsc::channel(4096);
+    let (command_tx, command_rx) = mpsc::channel(64);
     let (probe_tx, probe_rx) = mpsc::channel(1024);
     let (scope_tx, scope_rx) = tokio::sync::watch::channel(None::<Scope>);
     let brain = Brain {
@@ -105,7 +139,11 @@ pub fn spawn(
             scheduler: None,
             reported_errors: HashSet::new(),
             shutdown: shutdown.clone(),
+            current: Vec::new(),
+            ctx: None,
         },
+        last_probes: HashMap::new(),
+        silenced: store.load_silences()?,
         containers: Vec::new(),
         healing: settings.healing.clone(),
         services: store.load_services()?,
@@ -122,7 +160,7 @@ pub fn spawn(
         last_hold: HashMap::new(),
         tracker: tracker.clone(),
     };
-    tracker.spawn(brain.run(rx, probe_rx, shutdown.clone()));
+    tracker.spawn(brain.run(rx, probe_rx, command_rx, shutdown.clone()));
     let watcher = Watcher {
         engine,
         status,
@@ -131,7 +169,7 @@ pub fn spawn(
         scope_tx,
     };
     tracker.spawn(watcher.run(shutdown));
-    Ok(())
+    Ok(command_tx)
 }
 
 struct Watcher {
@@ -214,26 +252,10 @@ impl Watcher {
 
     /// Finds medic's own container and the project to watch.
     async fn discover_scope(&self) -> Result<Scope, EngineError> {
-        let mut own_id = own_container_id();
-        if own_id.is_none() {
-            // Docker sets the hostname to the short container id unless told otherwise.
-            if let Ok(hostname) = std::env::var("HOSTNAME") {
-                if hostname.len() >= 12 && hostname.chars().all(|c| c.is_ascii_hexdigit()) {
-                    if let Some(c) = self.engine.inspect(&hostname).await? {
-                        if c.id.starts_with(&hostname) {
-                            own_id = Some(c.id);
-                        }
-                    }
-                }
-            }
-        }
-        let mut own_project = None;
-        if let Some(id) = &own_id {
-            if let Some(own) = self.engine.inspect(id).await? {
-                own_project = own.project().map(str::to_string);
-            }
-        }
-        let project = self.settings.project.clone().or(own_project);
+        let scope =
+            crate::docker::scope::discover(self.engine.as_ref(), self.settings.project.clone())
+                .await?;
+        let (project, own_id) = (scope.project.clone(), scope.own_id.clone());
         match (&project, &own_id) {
             (Some(p), _) => info!(project = %p, own_container = ?own_id, "watching compose project {p} and containers labelled medic.enable=true"),
             (None, Some(_)) => info!(own_container = ?own_id, "medic's container is in no compose project: watching containers labelled medic.enable=true"),
@@ -298,12 +320,20 @@ struct ProbeState {
     /// Label errors already logged, so each is logged once.
     reported_errors: HashSet<String>,
     shutdown: CancellationToken,
+    /// Every probe as last configured (file and labels), for runs on request.
+    current: Vec<ProbeSpec>,
+    /// The context the scheduler runs probes with, for runs on request.
+    ctx: Option<ProbeContext>,
 }
 
 struct Brain {
     /// Where alerts go (the notifiers).
     alerts: mpsc::Sender<Alert>,
     probes: ProbeState,
+    /// Each probe's last run, by probe name, for the API.
+    last_probes: HashMap<String, ProbeReport>,
+    /// Silenced components and until when (persisted).
+    silenced: HashMap<String, Instant>,
     /// Every watched container as last listed, to find the containers of a service.
     containers: Vec<Container>,
     healing: HealingSettings,
@@ -351,6 +381,7 @@ impl Brain {
         mut self,
         mut rx: mpsc::Receiver<Message>,
         mut probe_rx: mpsc::Receiver<ProbeReport>,
+        mut commands: mpsc::Receiver<Command>,
         shutdown: CancellationToken,
     ) {
         let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
@@ -365,6 +396,7 @@ impl Brain {
                     }
                 }
                 Some(report) = probe_rx.recv() => self.on_probe(report),
+                Some(command) = commands.recv() => self.on_command(command),
                 message = rx.recv() => match message {
                     None => return,
                     Some(Message::Event(e)) => self.on_event(e),
@@ -372,6 +404,129 @@ impl Brain {
                     Some(Message::Reconnected) => self.on_reconnected(),
                     Some(Message::RestartDone(done)) => self.on_restart_done(done),
                 },
+            }
+            self.publish();
+        }
+    }
+
+    /// Publishes every component's view for the API.
+    fn publish(&self) {
+        let now = Utc::now();
+        let probes = self
+            .last_probes
+            .values()
+            .map(|r| {
+                let threshold = r
+                    .spec
+                    .failure_threshold
+                    .unwrap_or(self.healing.failure_threshold);
+                (&r.result, threshold)
+            })
+            .collect();
+        let views = crate::status::build_views(&crate::status::ViewInputs {
+            containers: &self.containers,
+            services: &self.services,
+            checks: &self.checks,
+            probes,
+            silenced: &self.silenced,
+            healing: &self.healing,
+            now,
+        });
+        self.status.publish(views);
+    }
+
+    /// True while a person has silenced `component`.
+    fn silenced_until(&self, component: &str, now: Instant) -> Option<Instant> {
+        self.silenced.get(component).copied().filter(|u| *u > now)
+    }
+
+    /// Carries out an operator's request from the admin API.
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::RunProbe { name, reply } => {
+                let Some(spec) = self.probes.current.iter().find(|s| s.name == name).cloned()
+                else {
+                    let mut known: Vec<&str> = self
+                        .probes
+                        .current
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    known.sort();
+                    let _ = reply.send(Err(CommandError::NotFound(format!(
+                        "no probe named {name:?}; probes: {}",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ))));
+                    return;
+                };
+                let Some(ctx) = self.probes.ctx.clone() else {
+                    let _ = reply.send(Err(CommandError::Unavailable(
+                        "probes start once the Docker engine has answered; try again shortly"
+                            .into(),
+                    )));
+                    return;
+                };
+                let tx = self.probes.tx.clone();
+                info!(probe = %name, "running a probe on request");
+                self.tracker.spawn(async move {
+                    let spec = Arc::new(spec);
+                    let result = crate::probe::run(&spec, &ctx).await;
+                    let _ = tx
+                        .send(ProbeReport {
+                            spec,
+                            result: result.clone(),
+                        })
+                        .await;
+                    let _ = reply.send(Ok(result));
+                });
+            }
+            Command::Silence {
+                component,
+                until,
+                reply,
+            } => {
+                let known = self.containers.iter().any(|c| c.component() == component)
+                    || self.probes.current.iter().any(|s| s.component == component)
+                    || self.silenced.contains_key(&component);
+                if !known {
+                    let mut names: Vec<String> = self
+                        .containers
+                        .iter()
+                        .map(|c| c.component())
+                        .chain(self.probes.current.iter().map(|s| s.component.clone()))
+                        .collect();
+                    names.sort();
+                    names.dedup();
+                    let _ = reply.send(Err(CommandError::NotFound(format!(
+                        "no component named {component:?}; components: {}",
+                        if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    ))));
+                    return;
+                }
+                if let Err(e) = self.store.save_silence(&component, until) {
+                    error!(error = %format!("{e:#}"), "cannot save the silence");
+                }
+                match until {
+                    Some(until) => {
+                        info!(%component, %until, "silenced by an operator");
+                        self.history(&component, "silenced", &format!("silenced until {until}"));
+                        self.silenced.insert(component, until);
+                    }
+                    None => {
+                        info!(%component, "silence lifted by an operator");
+                        self.history(&component, "unsilenced", "silence lifted");
+                        self.silenced.remove(&component);
+                    }
+                }
+                let _ = reply.send(Ok(until));
             }
         }
     }
@@ -465,6 +620,7 @@ impl Brain {
         if let Some(project) = self.scope.as_ref().and_then(|s| s.project.clone()) {
             ctx = ctx.with_project(project);
         }
+        self.probes.ctx = Some(ctx.clone());
         self.probes.scheduler = Some(Scheduler::new(
             ctx,
             self.probes.tx.clone(),
@@ -491,6 +647,9 @@ impl Brain {
         if let Some(scheduler) = self.probes.scheduler.as_mut() {
             scheduler.set(&all);
         }
+        self.last_probes
+            .retain(|name, _| all.iter().any(|s| s.name == *name));
+        self.probes.current = all;
     }
 
     /// Feeds a probe result into the policy; restarts the services it names at its threshold.
@@ -500,6 +659,8 @@ impl Brain {
         let span = tracing::info_span!("probe", probe = %spec.name, component = %spec.component);
         let _enter = span.enter();
         let now = Utc::now();
+        self.status.metrics.probe_ran(result);
+        self.last_probes.insert(spec.name.clone(), report.clone());
         // The containers of each service the probe restarts, grouped by service key.
         let mut targets: Vec<(String, Vec<Container>)> = Vec::new();
         for name in &spec.restart {
@@ -766,7 +927,7 @@ impl Brain {
                 .operator_holds
                 .get(&hold_key(&first.labels, &first.name))
                 .copied(),
-            silenced_until: None,
+            silenced_until: self.silenced_until(&component, now),
         };
         let (next, decision) = decide_restart(&state, now, &self.healing, &ctx);
         match decision {
@@ -860,6 +1021,13 @@ impl Brain {
             AlertKind::GaveUp => "alert_gave_up",
         };
         self.history(&alert.component, kind, &alert.action);
+        if let Some(until) = self.silenced_until(&alert.component, Utc::now()) {
+            info!(component = %alert.component, %until, "alert not sent: the component is silenced");
+            self.status
+                .metrics
+                .alert_held(&alert.component, &kind["alert_".len()..]);
+            return;
+        }
         if self.alerts.try_send(alert).is_err() {
             error!("the alert queue is full or closed; the alert is kept in history only");
         }

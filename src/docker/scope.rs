@@ -6,7 +6,10 @@
 
 use std::collections::HashMap;
 
-use super::{label_is_false, label_is_true, LABEL_ENABLE, LABEL_PROJECT};
+use super::{
+    label_is_false, label_is_true, own_container_id, Engine, EngineError, LABEL_ENABLE,
+    LABEL_PROJECT,
+};
 
 /// The rule that decides whether a container is medic's.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,6 +51,34 @@ impl Scope {
         }
         filters
     }
+}
+
+/// Finds medic's own container (from what the kernel shows, else the hostname Docker set) and
+/// the project to watch: `project` when given, else the own container's compose project.
+pub async fn discover(engine: &dyn Engine, project: Option<String>) -> Result<Scope, EngineError> {
+    let mut own_id = own_container_id();
+    if own_id.is_none() {
+        // Docker sets the hostname to the short container id unless told otherwise.
+        if let Ok(hostname) = std::env::var("HOSTNAME") {
+            if hostname.len() >= 12 && hostname.chars().all(|c| c.is_ascii_hexdigit()) {
+                if let Some(c) = engine.inspect(&hostname).await? {
+                    if c.id.starts_with(&hostname) {
+                        own_id = Some(c.id);
+                    }
+                }
+            }
+        }
+    }
+    let mut own_project = None;
+    if let Some(id) = &own_id {
+        if let Some(own) = engine.inspect(id).await? {
+            own_project = own.project().map(str::to_string);
+        }
+    }
+    Ok(Scope {
+        project: project.or(own_project),
+        own_id,
+    })
 }
 
 #[cfg(test)]
