@@ -46,7 +46,7 @@ impl Application {
         let tracker = TaskTracker::new();
         let (alerts_tx, alerts_rx) = tokio::sync::mpsc::channel(1024);
         tracker.spawn(log_alerts(alerts_rx));
-        supervisor::spawn(
+        let commands = supervisor::spawn(
             SupervisorSettings {
                 project: settings.project.clone(),
                 healing: settings.healing.clone(),
@@ -61,7 +61,20 @@ impl Application {
             &tracker,
             shutdown.clone(),
         )?;
-        let app = crate::api::router(crate::api::ApiState { status });
+        // Hook: the notifiers replace this with their own report (configured, last error,
+        // outbox depth) through `Status::set_email`.
+        status.set_email(crate::status::EmailStatus {
+            configured: std::env::var("MAIL_SERVER").is_ok_and(|v| !v.trim().is_empty()),
+            ..Default::default()
+        });
+        let app = crate::api::router(crate::api::ApiState {
+            status,
+            store: Some(store.clone()),
+            commands: Some(commands),
+            token: crate::api::token_from_env()?,
+            // Hook: the notifiers provide a `ReportTrigger` for POST /api/v1/report/send.
+            report: None,
+        });
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());

@@ -1,15 +1,26 @@
 //! What medic knows about itself right now, shared between its loops and the HTTP server.
 //!
 //! The loops write; the HTTP handlers only read, so `/health` never waits on Docker or the store.
+//! The brain publishes a [`ComponentView`] per component after each change (built by
+//! [`build_views`] from its own state), and counts probe runs into [`Metrics`]; the API renders
+//! both without asking the brain anything.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 
-use crate::policy::Instant;
+use crate::config::HealingSettings;
+use crate::docker::{Container, Health, RunState};
+use crate::policy::{CheckState, Instant, ServiceState};
+use crate::probe::{ProbeResult, Severity};
 
 /// The engine connection as last seen.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -38,6 +49,12 @@ pub struct Status {
     docker: RwLock<DockerStatus>,
     /// The compose project being watched, once discovered.
     project: RwLock<Option<String>>,
+    /// Email delivery as the notifiers last reported it.
+    email: RwLock<EmailStatus>,
+    /// Every component as the brain last published it, by name.
+    components: RwLock<Arc<BTreeMap<String, ComponentView>>>,
+    /// Counters and histograms that accumulate between scrapes.
+    pub metrics: Metrics,
 }
 
 impl Status {
@@ -51,6 +68,9 @@ impl Status {
             store_error: RwLock::new(None),
             docker: RwLock::new(DockerStatus::default()),
             project: RwLock::new(None),
+            email: RwLock::new(EmailStatus::default()),
+            components: RwLock::new(Arc::new(BTreeMap::new())),
+            metrics: Metrics::default(),
         }
     }
 
@@ -97,6 +117,403 @@ impl Status {
     /// Sets the watched compose project.
     pub fn set_project(&self, project: Option<String>) {
         *write(&self.project) = project;
+    }
+
+    /// Email delivery as last reported.
+    pub fn email(&self) -> EmailStatus {
+        read(&self.email).clone()
+    }
+
+    /// Hook for the notifiers: reports whether email is configured, the last delivery error and
+    /// the outbox depth.
+    pub fn set_email(&self, email: EmailStatus) {
+        *write(&self.email) = email;
+    }
+
+    /// Every component as last published, by name.
+    pub fn components(&self) -> Arc<BTreeMap<String, ComponentView>> {
+        read(&self.components).clone()
+    }
+
+    /// Replaces the published components (the brain calls this after each change).
+    pub fn publish(&self, views: BTreeMap<String, ComponentView>) {
+        *write(&self.components) = Arc::new(views);
+    }
+
+    /// medic's overall verdict: `unhealthy` when medic itself or any component is unhealthy,
+    /// `degraded` when Docker is unreachable or any component is degraded, else `healthy`.
+    pub fn overall(&self, components: &BTreeMap<String, ComponentView>) -> Level {
+        let worst = components
+            .values()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Level::Healthy);
+        if self.problem().is_some() {
+            return Level::Unhealthy;
+        }
+        if !self.docker().reachable {
+            return worst.max(Level::Degraded);
+        }
+        worst
+    }
+}
+
+/// Email delivery, as the notifiers report it through [`Status::set_email`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EmailStatus {
+    /// True when `MAIL_SERVER` is set.
+    pub configured: bool,
+    /// The last delivery error, if the last attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Emails waiting in the outbox; `None` until the outbox reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_depth: Option<u64>,
+}
+
+/// How well something is, from best to worst (the order matters: the worst wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Everything passes.
+    Healthy,
+    /// Nothing known yet: no check has run.
+    Unknown,
+    /// Something fails but has not reached its threshold, or an informational warning.
+    Degraded,
+    /// Broken: Docker reports it unhealthy or not running, or a probe reached its threshold.
+    Unhealthy,
+}
+
+impl Level {
+    /// The lowercase name, as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Healthy => "healthy",
+            Level::Unknown => "unknown",
+            Level::Degraded => "degraded",
+            Level::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// One component (a compose service, or a probe's component) as dashboards see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentView {
+    /// The component's name.
+    pub name: String,
+    /// Its verdict.
+    pub status: Level,
+    /// The most consecutive failures among its checks.
+    pub consecutive_failures: u32,
+    /// Its most recent check, of any kind.
+    pub last_check: Option<LastCheck>,
+    /// Each check's tally, by key (`docker:<container>`, `probe:<name>`).
+    pub checks: BTreeMap<String, CheckState>,
+    /// Each of its probes' last result, by probe name.
+    pub probes: BTreeMap<String, ProbeResult>,
+    /// Its watched containers.
+    pub containers: Vec<ContainerView>,
+    /// Its restart state; `None` when medic has never restarted it and it has no containers.
+    pub restarts: Option<RestartView>,
+    /// While set and in the future, medic neither restarts nor alerts about it.
+    pub silenced_until: Option<Instant>,
+}
+
+/// The most recent check of a component.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastCheck {
+    /// The check's key (`docker:<container>` or `probe:<name>`).
+    pub check: String,
+    /// When it ran.
+    pub at: Instant,
+    /// Whether it passed.
+    pub ok: bool,
+    /// How long it took (probes only; Docker's own healthcheck reports none).
+    pub latency_ms: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A watched container of a component.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerView {
+    /// The container's name.
+    pub name: String,
+    /// Docker's run state.
+    pub state: RunState,
+    /// Docker's healthcheck status (`none` without a healthcheck).
+    pub health: Health,
+}
+
+/// What medic did and may still do to restart a service.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartView {
+    /// The service's key (`project/service`, or the container name).
+    pub service: String,
+    /// The last restart.
+    pub last: Option<Instant>,
+    /// Restarts within the last 24 hours (those still in the policy state's memory).
+    pub count_24h: u32,
+    /// Restarts ever made.
+    pub total: u64,
+    /// No restart before this, when the cooldown runs.
+    pub cooldown_until: Option<Instant>,
+    /// Restarts left in the rolling budget window.
+    pub budget_left: u32,
+    /// True when the budget is spent and medic gave up until a slot frees.
+    pub gave_up: bool,
+}
+
+/// What [`build_views`] reads from the brain's state.
+pub struct ViewInputs<'a> {
+    /// Every watched container as last listed.
+    pub containers: &'a [Container],
+    /// Restart state per service key.
+    pub services: &'a HashMap<String, ServiceState>,
+    /// Failure tally per check key.
+    pub checks: &'a HashMap<String, CheckState>,
+    /// The last result of each probe, with the probe's failure threshold.
+    pub probes: Vec<(&'a ProbeResult, u32)>,
+    /// Silenced components and until when.
+    pub silenced: &'a HashMap<String, Instant>,
+    /// The healing settings (budget, cooldown).
+    pub healing: &'a HealingSettings,
+    /// The moment of publishing.
+    pub now: Instant,
+}
+
+/// The key of a service for restart state: `project/service`, or the container name alone
+/// (the supervisor's own rule).
+fn service_key(c: &Container) -> String {
+    match c.project() {
+        Some(p) => format!("{p}/{}", c.component()),
+        None => c.component(),
+    }
+}
+
+/// Builds every component's view from the brain's state.
+pub fn build_views(input: &ViewInputs<'_>) -> BTreeMap<String, ComponentView> {
+    let now = input.now;
+    let mut views: BTreeMap<String, ComponentView> = BTreeMap::new();
+    let blank = |name: &str| ComponentView {
+        name: name.to_string(),
+        status: Level::Unknown,
+        consecutive_failures: 0,
+        last_check: None,
+        checks: BTreeMap::new(),
+        probes: BTreeMap::new(),
+        containers: Vec::new(),
+        restarts: None,
+        silenced_until: input.silenced.get(name).copied().filter(|u| *u > now),
+    };
+    let restart_view = |key: &str| {
+        let state = input.services.get(key).cloned().unwrap_or_default();
+        RestartView {
+            service: key.to_string(),
+            last: state.last_restart,
+            count_24h: state
+                .restarts_in_window(now, Duration::from_secs(24 * 3600))
+                .len() as u32,
+            total: state.restarts_total,
+            cooldown_until: state.cooldown_until(now, input.healing.restart_cooldown),
+            budget_left: state.budget_left(now, input.healing),
+            gave_up: state.gave_up,
+        }
+    };
+    for c in input.containers {
+        let name = c.component();
+        let view = views.entry(name.clone()).or_insert_with(|| blank(&name));
+        let mut level = match (c.state, c.health) {
+            (RunState::Running, Health::Unhealthy) => Level::Unhealthy,
+            (RunState::Running, Health::Starting) => Level::Unknown,
+            (RunState::Running, _) => Level::Healthy,
+            (RunState::Restarting | RunState::Created, _) => Level::Degraded,
+            _ => Level::Unhealthy,
+        };
+        let key = format!("docker:{}", c.name);
+        if let Some(check) = input.checks.get(&key) {
+            note_check(view, &key, check, None);
+        }
+        if view.restarts.is_none() {
+            let restarts = restart_view(&service_key(c));
+            if restarts.gave_up {
+                level = Level::Unhealthy;
+            }
+            view.restarts = Some(restarts);
+        }
+        view.status = if view.containers.is_empty() {
+            level
+        } else {
+            view.status.max(level)
+        };
+        view.containers.push(ContainerView {
+            name: c.name.clone(),
+            state: c.state,
+            health: c.health,
+        });
+    }
+    for (result, threshold) in &input.probes {
+        let name = &result.component;
+        let view = views.entry(name.clone()).or_insert_with(|| blank(name));
+        let key = format!("probe:{}", result.name);
+        let consecutive = input
+            .checks
+            .get(&key)
+            .map(|c| c.consecutive_failures)
+            .unwrap_or(0);
+        if let Some(check) = input.checks.get(&key) {
+            note_check(view, &key, check, Some(result));
+        }
+        let level = match result.severity {
+            Severity::Ok => Level::Healthy,
+            Severity::Warning => Level::Degraded,
+            Severity::Critical if consecutive >= (*threshold).max(1) => Level::Unhealthy,
+            Severity::Critical => Level::Degraded,
+        };
+        view.status = if view.containers.is_empty() && view.probes.is_empty() {
+            level
+        } else {
+            view.status.max(level)
+        };
+        if view.restarts.is_none() {
+            if let Some(state) = input.services.get(name) {
+                if state.restarts_total > 0 {
+                    view.restarts = Some(restart_view(name));
+                }
+            }
+        }
+        view.probes.insert(result.name.clone(), (*result).clone());
+    }
+    views
+}
+
+/// Adds one check's tally to a view, keeping the most recent as its last check.
+fn note_check(
+    view: &mut ComponentView,
+    key: &str,
+    check: &CheckState,
+    result: Option<&ProbeResult>,
+) {
+    view.consecutive_failures = view.consecutive_failures.max(check.consecutive_failures);
+    view.checks.insert(key.to_string(), check.clone());
+    let Some(at) = check.last_checked else {
+        return;
+    };
+    if view.last_check.as_ref().is_some_and(|l| l.at >= at) {
+        return;
+    }
+    let ok = check.last_ok == Some(at);
+    view.last_check = Some(LastCheck {
+        check: key.to_string(),
+        at,
+        ok,
+        latency_ms: result.map(|r| r.latency.as_millis() as u64),
+        error: if ok { None } else { check.last_error.clone() },
+    });
+}
+
+/// Labels of a probe's metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ProbeLabels {
+    /// The probe's name.
+    pub probe: String,
+    /// The component it belongs to.
+    pub component: String,
+}
+
+/// Labels of a probe run counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ProbeRunLabels {
+    /// The probe's name.
+    pub probe: String,
+    /// The component it belongs to.
+    pub component: String,
+    /// The run's severity: `ok`, `warning` or `critical`.
+    pub result: String,
+}
+
+/// Labels of alert counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// The component alerted about.
+    pub component: String,
+    /// `critical`, `recovered` or `gave_up`.
+    pub kind: String,
+}
+
+/// Metrics that accumulate between scrapes; gauges are derived from the views at scrape time.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Probe runs, by result.
+    pub probe_runs: Family<ProbeRunLabels, Counter>,
+    /// Probe run durations, in seconds.
+    pub probe_duration: Family<ProbeLabels, Histogram, fn() -> Histogram>,
+    /// Alerts handed to delivery. Hook: the notifiers increment it on each sent alert.
+    pub alerts_sent: Family<AlertLabels, Counter>,
+    /// Alerts held back by the rate limit or a silence. Hook: the notifiers increment it.
+    pub alerts_held: Family<AlertLabels, Counter>,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            probe_runs: Family::default(),
+            probe_duration: Family::new_with_constructor(duration_histogram),
+            alerts_sent: Family::default(),
+            alerts_held: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one probe run.
+    pub fn probe_ran(&self, result: &ProbeResult) {
+        let labels = ProbeLabels {
+            probe: result.name.clone(),
+            component: result.component.clone(),
+        };
+        self.probe_duration
+            .get_or_create(&labels)
+            .observe(result.latency.as_secs_f64());
+        self.probe_runs
+            .get_or_create(&ProbeRunLabels {
+                probe: labels.probe,
+                component: labels.component,
+                result: match result.severity {
+                    Severity::Ok => "ok",
+                    Severity::Warning => "warning",
+                    Severity::Critical => "critical",
+                }
+                .into(),
+            })
+            .inc();
+    }
+
+    /// Counts an alert held back (the rate limit, or a silenced component).
+    pub fn alert_held(&self, component: &str, kind: &str) {
+        self.alerts_held
+            .get_or_create(&AlertLabels {
+                component: component.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an alert delivered.
+    pub fn alert_sent(&self, component: &str, kind: &str) {
+        self.alerts_sent
+            .get_or_create(&AlertLabels {
+                component: component.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 }
 

@@ -1,29 +1,192 @@
 //! The HTTP server on `MEDIC_LISTEN`: what load balancers, dashboards and people ask.
+//!
+//! | route | module |
+//! |---|---|
+//! | `GET /health` | here: medic itself, for load balancers and the image's HEALTHCHECK |
+//! | `GET /health/detailed` | [`detailed`]: JSON for dashboards (token when one is set) |
+//! | `GET /metrics` | [`metrics`]: Prometheus text format |
+//! | `GET /` | [`page`]: the status page a person reads |
+//! | `POST /api/v1/...` | [`admin`]: run a probe, silence a component, send the report |
+//!
+//! Handlers read what the loops published in [`Status`] (and the store, for the page's
+//! history); admin commands go to the brain over a channel, because the brain owns the state.
+
+pub mod admin;
+pub mod detailed;
+pub mod metrics;
+pub mod page;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use crate::status::Status;
+use crate::store::Store;
+use crate::supervisor::Command;
+
+/// Sends the daily report now, for `POST /api/v1/report/send`. Hook for the notifiers: until
+/// one is given to [`ApiState::report`], the route answers 501.
+#[async_trait::async_trait]
+pub trait ReportTrigger: Send + Sync {
+    /// Sends the report; `Ok` carries what to tell the caller (recipients, subject, …).
+    async fn send_now(&self) -> Result<serde_json::Value, String>;
+}
 
 /// What every handler can read.
 #[derive(Clone)]
 pub struct ApiState {
     /// Live facts about the daemon.
     pub status: Arc<Status>,
+    /// The store, for the status page's 24-hour history.
+    pub store: Option<Arc<Store>>,
+    /// Where admin commands go (the brain); `None` answers 503.
+    pub commands: Option<mpsc::Sender<Command>>,
+    /// `MEDIC_API_TOKEN`: needed by the admin routes and `/health/detailed`; without it the
+    /// admin routes answer 403.
+    pub token: Option<Arc<str>>,
+    /// Sends the daily report now; `None` until the notifiers provide it.
+    pub report: Option<Arc<dyn ReportTrigger>>,
+}
+
+impl ApiState {
+    /// A state with only the live status (no store, no admin, no token).
+    pub fn new(status: Arc<Status>) -> ApiState {
+        ApiState {
+            status,
+            store: None,
+            commands: None,
+            token: None,
+            report: None,
+        }
+    }
+}
+
+/// `MEDIC_API_TOKEN`, else the contents of `MEDIC_API_TOKEN_FILE`; `None` when neither is set.
+pub fn token_from_env() -> anyhow::Result<Option<Arc<str>>> {
+    let value = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(token) = value("MEDIC_API_TOKEN") {
+        return Ok(Some(token.trim().into()));
+    }
+    match value("MEDIC_API_TOKEN_FILE") {
+        Some(path) => {
+            let token = std::fs::read_to_string(path.trim()).map_err(|e| {
+                anyhow::anyhow!("MEDIC_API_TOKEN_FILE={path:?} cannot be read: {e}")
+            })?;
+            let token = token.trim();
+            if token.is_empty() {
+                anyhow::bail!("MEDIC_API_TOKEN_FILE={path:?} is empty");
+            }
+            Ok(Some(token.into()))
+        }
+        None => Ok(None),
+    }
 }
 
 /// All routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(page::status_page))
         .route("/health", get(health))
+        .route("/health/detailed", get(detailed::detailed))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/probes/{name}/run", post(admin::run_probe))
+        .route("/api/v1/components/{name}/silence", post(admin::silence))
+        .route("/api/v1/report/send", post(admin::send_report))
         .with_state(state)
+}
+
+/// A JSON error answer: `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    ApiError::new(status, message).into_response()
+}
+
+/// An error answer, small enough to pass around in a `Result`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    /// The HTTP status.
+    status: StatusCode,
+    /// What to tell the caller.
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({"error": self.message}))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"medic\""),
+            );
+        }
+        response
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` against `expected`, in constant time. `Err` is the
+/// 401 answer.
+pub(crate) fn authorize(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(given) = given else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this route needs the header Authorization: Bearer $MEDIC_API_TOKEN",
+        ));
+    };
+    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the bearer token is not MEDIC_API_TOKEN",
+        ))
+    }
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing about the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// Masks the password of every URI in a message (`scheme://user:***@host`).
+pub(crate) fn mask_uris(message: &str) -> String {
+    message
+        .split_inclusive(char::is_whitespace)
+        .map(|word| {
+            if word.contains("://") {
+                crate::probe::mask_uri(word)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect()
 }
 
 /// 200 `{"status":"healthy"}`, or 503 with the reason medic itself is not well.

@@ -118,6 +118,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_CONFIG",
     "MEDIC_SMTP_CA_FILE",
     "MEDIC_SMTP_TIMEOUT",
+    "MEDIC_API_TOKEN",
+    "MEDIC_API_TOKEN_FILE",
 ];
 
 impl Settings {

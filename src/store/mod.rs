@@ -14,6 +14,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::policy::{CheckState, Instant, ServiceState};
 
+pub mod timeline;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS service_state (
     service TEXT PRIMARY KEY,

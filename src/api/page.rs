@@ -1,0 +1,364 @@
+//! `GET /`: the status page a person opens in a browser.
+//!
+//! Server-rendered HTML with inline CSS and no script or external asset, so it works on an
+//! offline network and on a phone; it refreshes itself every 15 s. Each component shows its
+//! status, last check, latency, restarts, silence, and a strip of the last 24 hours (one cell
+//! per hour) from the store's history and restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::response::Html;
+use chrono::{Duration, Utc};
+
+use super::detailed::{snapshot, Detailed};
+use super::ApiState;
+use crate::policy::Instant;
+use crate::status::{ComponentView, Level};
+use crate::store::timeline::TimelineEvent;
+
+/// Hours in the history strip.
+const HOURS: usize = 24;
+
+/// What one hour of a component looked like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Cell {
+    /// Before medic knew anything.
+    NoData,
+    /// Nothing went wrong.
+    Ok,
+    /// medic restarted it (and nothing worse).
+    Restarted,
+    /// It failed.
+    Failed,
+}
+
+fn kind_cell(kind: &str) -> Option<Cell> {
+    match kind {
+        "restart" => Some(Cell::Restarted),
+        "unhealthy" | "probe_failed" | "gave_up" | "restart_failed" | "oom" | "alert_critical"
+        | "alert_gave_up" => Some(Cell::Failed),
+        _ => None,
+    }
+}
+
+/// The strip of each component: cell `i` is the hour ending `HOURS - 1 - i` hours ago.
+fn strips(
+    events: &[TimelineEvent],
+    components: &BTreeMap<String, ComponentView>,
+    since: Instant,
+    known_since: Instant,
+    now: Instant,
+) -> HashMap<String, [Cell; HOURS]> {
+    let mut out: HashMap<String, [Cell; HOURS]> = HashMap::new();
+    let first_known = ((known_since - since).num_seconds().max(0) / 3600) as usize;
+    let base = std::array::from_fn(|i| {
+        if i >= first_known {
+            Cell::Ok
+        } else {
+            Cell::NoData
+        }
+    });
+    for (name, view) in components {
+        let mut strip = base;
+        if view.status == Level::Unhealthy {
+            strip[HOURS - 1] = Cell::Failed;
+        }
+        out.insert(name.clone(), strip);
+    }
+    for e in events {
+        let Some(cell) = kind_cell(&e.kind) else {
+            continue;
+        };
+        let Some(strip) = out.get_mut(&e.component) else {
+            continue;
+        };
+        let i = ((e.at - since).num_seconds().max(0) / 3600) as usize;
+        if let Some(slot) = strip.get_mut(i.min(HOURS - 1)) {
+            *slot = (*slot).max(cell);
+        }
+    }
+    let _ = now;
+    out
+}
+
+/// Escapes text for HTML.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// "12s ago", "5m ago", "3h ago".
+fn ago(at: Instant, now: Instant) -> String {
+    let s = (now - at).num_seconds().max(0);
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=172_799 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+fn time(at: Instant) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+const CSS: &str = "
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;background:#f4f5f7;color:#1d2330}
+header{padding:16px 20px;background:#1d2330;color:#fff}
+header h1{margin:0 0 4px;font-size:22px}
+header .meta{font-size:13px;color:#c5cad6}
+main{padding:12px;max-width:1100px;margin:0 auto}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}
+.card{background:#fff;border-radius:8px;padding:14px 16px;box-shadow:0 1px 2px rgba(0,0,0,.12);border-left:6px solid #9aa1ad}
+.card.healthy{border-left-color:#1f9d55}.card.degraded{border-left-color:#d69e2e}.card.unhealthy{border-left-color:#d64545}
+.card h2{margin:0;font-size:18px;display:flex;justify-content:space-between;align-items:center;gap:8px;word-break:break-all}
+.badge{font-size:12px;font-weight:700;text-transform:uppercase;padding:2px 8px;border-radius:10px;color:#fff;background:#7b8494;white-space:nowrap}
+.badge.healthy{background:#1f9d55}.badge.degraded{background:#b7791f}.badge.unhealthy{background:#c53030}
+.badge.silenced{background:#5a67d8;margin-left:4px}
+.overall{font-size:14px;margin-left:8px;vertical-align:middle}
+dl{display:grid;grid-template-columns:auto 1fr;gap:2px 12px;margin:10px 0 8px;font-size:14px}
+dt{color:#5f6b7a}dd{margin:0;word-break:break-word}
+.err{color:#9b2c2c;font-size:13px;margin:4px 0;word-break:break-word}
+.strip{display:flex;gap:2px;margin-top:8px}
+.strip span{flex:1;height:22px;border-radius:2px;background:#d5d9e0}
+.strip .ok{background:#48bb78}.strip .restarted{background:#ecc94b}.strip .failed{background:#e53e3e}
+.axis{display:flex;justify-content:space-between;font-size:11px;color:#5f6b7a}
+.legend{font-size:13px;color:#5f6b7a;margin:14px 4px}
+.legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin:0 4px 0 10px;vertical-align:-1px}
+.empty{background:#fff;border-radius:8px;padding:20px}
+@media (max-width:480px){header h1{font-size:19px}main{padding:8px}.grid{grid-template-columns:1fr}}
+";
+
+/// Renders the page.
+pub fn render(detailed: &Detailed, events: &[TimelineEvent], now: Instant) -> String {
+    let since = now - Duration::hours(HOURS as i64);
+    let known_since = events
+        .first()
+        .map(|e| e.at)
+        .unwrap_or(detailed.started_at)
+        .min(detailed.started_at);
+    let strips = strips(events, &detailed.components, since, known_since, now);
+    let mut h = String::with_capacity(8 * 1024 + 2 * 1024 * detailed.components.len());
+    let title = match &detailed.project {
+        Some(p) => format!("medic · {p}"),
+        None => "medic".to_string(),
+    };
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"15\"><title>{} — {}</title><style>{CSS}</style></head><body>",
+        esc(&title),
+        detailed.status
+    );
+    let docker = if detailed.docker.reachable {
+        format!(
+            "Docker {} (API {})",
+            esc(detailed.docker.version.as_deref().unwrap_or("?")),
+            esc(detailed.docker.api_version.as_deref().unwrap_or("?"))
+        )
+    } else {
+        format!(
+            "Docker unreachable: {}",
+            esc(detailed
+                .docker
+                .error
+                .as_deref()
+                .unwrap_or("not connected yet"))
+        )
+    };
+    let email = if detailed.email.configured {
+        "email configured"
+    } else {
+        "email not configured"
+    };
+    let _ = write!(
+        h,
+        "<header><h1>{} <span class=\"badge {s} overall\" id=\"overall\">{s}</span></h1>\
+         <div class=\"meta\">{} · {} · medic {} · up {} · updated {}</div></header><main>",
+        esc(&title),
+        docker,
+        email,
+        detailed.version,
+        uptime(detailed.uptime_seconds),
+        time(now),
+        s = detailed.status,
+    );
+    if let Some(reason) = &detailed.reason {
+        let _ = write!(h, "<p class=\"err\">medic itself: {}</p>", esc(reason));
+    }
+    if detailed.components.is_empty() {
+        h.push_str("<div class=\"empty\">No component is watched yet.</div>");
+    }
+    h.push_str("<div class=\"grid\">");
+    for (name, view) in detailed.components.iter() {
+        let level = view.status.as_str();
+        let _ = write!(
+            h,
+            "<section class=\"card {level}\" data-component=\"{n}\"><h2><span>{n}</span><span>\
+             <span class=\"badge {level}\">{level}</span>",
+            n = esc(name)
+        );
+        let silenced = view.silenced_until.filter(|u| *u > now);
+        if silenced.is_some() {
+            h.push_str("<span class=\"badge silenced\">silenced</span>");
+        }
+        h.push_str("</span></h2><dl>");
+        match &view.last_check {
+            Some(last) => {
+                let _ = write!(
+                    h,
+                    "<dt>Last check</dt><dd title=\"{}\">{} · {} ({})</dd>",
+                    time(last.at),
+                    ago(last.at, now),
+                    if last.ok { "passed" } else { "failed" },
+                    esc(&last.check)
+                );
+                if let Some(ms) = last.latency_ms {
+                    let _ = write!(h, "<dt>Latency</dt><dd>{ms} ms</dd>");
+                }
+            }
+            None => h.push_str("<dt>Last check</dt><dd>none yet</dd>"),
+        }
+        if view.consecutive_failures > 0 {
+            let _ = write!(
+                h,
+                "<dt>Failures</dt><dd>{} in a row</dd>",
+                view.consecutive_failures
+            );
+        }
+        if !view.containers.is_empty() {
+            let list: Vec<String> = view
+                .containers
+                .iter()
+                .map(|c| {
+                    let health = serde_json::to_value(c.health).unwrap_or_default();
+                    let state = serde_json::to_value(c.state).unwrap_or_default();
+                    format!(
+                        "{} ({}{})",
+                        esc(&c.name),
+                        state.as_str().unwrap_or("?"),
+                        match health.as_str() {
+                            Some("none") | None => String::new(),
+                            Some(h) => format!(", {h}"),
+                        }
+                    )
+                })
+                .collect();
+            let _ = write!(h, "<dt>Containers</dt><dd>{}</dd>", list.join(", "));
+        }
+        if !view.probes.is_empty() {
+            let list: Vec<String> = view
+                .probes
+                .values()
+                .map(|p| {
+                    format!(
+                        "{} {} {} ms",
+                        esc(&p.name),
+                        if p.ok { "ok" } else { "failed" },
+                        p.latency.as_millis()
+                    )
+                })
+                .collect();
+            let _ = write!(h, "<dt>Probes</dt><dd>{}</dd>", list.join(" · "));
+        }
+        match &view.restarts {
+            Some(r) => {
+                let _ = write!(
+                    h,
+                    "<dt>Restarts</dt><dd>{} in 24 h · {} total{}</dd>",
+                    r.count_24h,
+                    r.total,
+                    r.last
+                        .map(|t| format!(" · last {}", ago(t, now)))
+                        .unwrap_or_default()
+                );
+                if r.gave_up {
+                    h.push_str("<dt>medic</dt><dd>gave up: restart budget spent</dd>");
+                } else if let Some(until) = r.cooldown_until {
+                    let _ = write!(h, "<dt>Cooldown</dt><dd>until {}</dd>", time(until));
+                }
+            }
+            None => h.push_str("<dt>Restarts</dt><dd>none</dd>"),
+        }
+        if let Some(until) = silenced {
+            let _ = write!(h, "<dt>Silenced</dt><dd>until {}</dd>", time(until));
+        }
+        h.push_str("</dl>");
+        if let Some(error) = view
+            .last_check
+            .as_ref()
+            .filter(|l| !l.ok)
+            .and_then(|l| l.error.as_deref())
+        {
+            let _ = write!(h, "<p class=\"err\">{}</p>", esc(error));
+        }
+        h.push_str("<div class=\"strip\" aria-label=\"last 24 hours\">");
+        if let Some(strip) = strips.get(name) {
+            for (i, cell) in strip.iter().enumerate() {
+                let (class, what) = match cell {
+                    Cell::NoData => ("", "no data"),
+                    Cell::Ok => ("ok", "ok"),
+                    Cell::Restarted => ("restarted", "restarted"),
+                    Cell::Failed => ("failed", "failed"),
+                };
+                let _ = write!(
+                    h,
+                    "<span class=\"{class}\" title=\"{}h ago: {what}\"></span>",
+                    HOURS - i
+                );
+            }
+        }
+        h.push_str(
+            "</div><div class=\"axis\"><span>24 h ago</span><span>now</span></div></section>",
+        );
+    }
+    h.push_str(
+        "</div><p class=\"legend\">Last 24 hours, one cell per hour:<i style=\"background:#48bb78\"></i>ok\
+         <i style=\"background:#ecc94b\"></i>restarted<i style=\"background:#e53e3e\"></i>failed\
+         <i style=\"background:#d5d9e0\"></i>no data</p></main></body></html>",
+    );
+    h
+}
+
+fn uptime(seconds: i64) -> String {
+    let s = seconds.max(0);
+    if s < 3600 {
+        format!("{}m", s / 60)
+    } else if s < 86_400 {
+        format!("{}h {}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}d {}h", s / 86_400, s % 86_400 / 3600)
+    }
+}
+
+/// `GET /`.
+pub async fn status_page(State(state): State<ApiState>) -> Html<String> {
+    let now = Utc::now();
+    let detailed = snapshot(&state.status);
+    let events = match state.store.clone() {
+        Some(store) => {
+            let since = now - Duration::hours(HOURS as i64);
+            tokio::task::spawn_blocking(move || store.timeline_since(since))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    Html(render(&detailed, &events, now))
+}
