@@ -16,6 +16,7 @@
 #   SMTP, plain         scripts/smtp_server.py on 2525, no TLS, no AUTH
 #   SMTP, STARTTLS      on 2526, STARTTLS required, AUTH PLAIN/LOGIN required (medic/medic-secret)
 #   SMTPS               on 2527, implicit TLS, AUTH required (same user)
+#   Chromium            Debian's, headless, for the status page test (tests/api.rs)
 #
 # State lives in .testenv/ at the repo root (gitignored): logs/, pids/, venv/, tls/, smtp/.
 # Messages go to stderr, so that `env`'s stdout holds nothing but the export lines.
@@ -506,6 +507,7 @@ cmd_up() {
   ensure_rabbitmq
   ensure_mongodb
   ensure_smtp
+  ensure_apt chromium fonts-dejavu-core  # tests/api.rs: the status page in headless Chromium
   log "up: everything is running ($((SECONDS - t0))s). Load the variables with: eval \"\$(scripts/testenv.sh env)\""
 }
 

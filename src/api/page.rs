@@ -49,7 +49,6 @@ fn strips(
     components: &BTreeMap<String, ComponentView>,
     since: Instant,
     known_since: Instant,
-    now: Instant,
 ) -> HashMap<String, [Cell; HOURS]> {
     let mut out: HashMap<String, [Cell; HOURS]> = HashMap::new();
     let first_known = ((known_since - since).num_seconds().max(0) / 3600) as usize;
@@ -79,7 +78,6 @@ fn strips(
             *slot = (*slot).max(cell);
         }
     }
-    let _ = now;
     out
 }
 
@@ -150,7 +148,7 @@ pub fn render(detailed: &Detailed, events: &[TimelineEvent], now: Instant) -> St
         .map(|e| e.at)
         .unwrap_or(detailed.started_at)
         .min(detailed.started_at);
-    let strips = strips(events, &detailed.components, since, known_since, now);
+    let strips = strips(events, &detailed.components, since, known_since);
     let mut h = String::with_capacity(8 * 1024 + 2 * 1024 * detailed.components.len());
     let title = match &detailed.project {
         Some(p) => format!("medic · {p}"),
@@ -304,7 +302,10 @@ pub fn render(detailed: &Detailed, events: &[TimelineEvent], now: Instant) -> St
             .filter(|l| !l.ok)
             .and_then(|l| l.error.as_deref())
         {
-            let _ = write!(h, "<p class=\"err\">{}</p>", esc(error));
+            // The detailed view has the whole text; a card keeps to a readable length.
+            let short: String = error.chars().take(300).collect();
+            let more = if short.len() < error.len() { "…" } else { "" };
+            let _ = write!(h, "<p class=\"err\">{}{more}</p>", esc(&short));
         }
         h.push_str("<div class=\"strip\" aria-label=\"last 24 hours\">");
         if let Some(strip) = strips.get(name) {
