@@ -45,7 +45,25 @@ impl Application {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let (alerts_tx, alerts_rx) = tokio::sync::mpsc::channel(1024);
-        tracker.spawn(log_alerts(alerts_rx));
+        let notify_settings = crate::notify::NotifySettings::from_env()?;
+        let stack: crate::notify::StackName = {
+            let (named, status) = (notify_settings.stack_name.clone(), status.clone());
+            Arc::new(move || {
+                named
+                    .clone()
+                    .or_else(|| status.project())
+                    .unwrap_or_else(|| "medic".into())
+            })
+        };
+        let notifier = crate::notify::spawn(
+            notify_settings,
+            store.clone(),
+            stack,
+            alerts_rx,
+            Arc::new(crate::notify::SystemClock),
+            &tracker,
+            shutdown.clone(),
+        )?;
         let commands = supervisor::spawn(
             SupervisorSettings {
                 project: settings.project.clone(),
@@ -61,19 +79,24 @@ impl Application {
             &tracker,
             shutdown.clone(),
         )?;
-        // Hook: the notifiers replace this with their own report (configured, last error,
-        // outbox depth) through `Status::set_email`.
-        status.set_email(crate::status::EmailStatus {
-            configured: std::env::var("MAIL_SERVER").is_ok_and(|v| !v.trim().is_empty()),
-            ..Default::default()
+        let mirror = status.clone();
+        notifier.status().on_change(move |n| {
+            mirror.set_email(crate::status::EmailStatus {
+                configured: n.email.configured,
+                last_error: n
+                    .email
+                    .last_error
+                    .clone()
+                    .filter(|_| n.email.state == "failing"),
+                outbox_depth: Some(n.email.outbox_pending),
+            })
         });
         let app = crate::api::router(crate::api::ApiState {
             status,
             store: Some(store.clone()),
             commands: Some(commands),
             token: crate::api::token_from_env()?,
-            // Hook: the notifiers provide a `ReportTrigger` for POST /api/v1/report/send.
-            report: None,
+            report: Some(Arc::new(notifier)),
         });
         let stop = shutdown.clone();
         tracker.spawn(async move {
@@ -105,16 +128,11 @@ impl Application {
     }
 }
 
-/// Until email and webhooks are wired in, alerts are logged (they are in history too).
-async fn log_alerts(mut alerts: tokio::sync::mpsc::Receiver<crate::notify::Alert>) {
-    while let Some(alert) = alerts.recv().await {
-        tracing::warn!(
-            kind = ?alert.kind,
-            component = %alert.component,
-            check = %alert.check,
-            error = alert.error.as_deref().unwrap_or(""),
-            action = %alert.action,
-            "alert"
-        );
+/// `POST /api/v1/report/send`: the report goes through the outbox like the scheduled one.
+#[async_trait::async_trait]
+impl crate::api::ReportTrigger for crate::notify::NotifyHandle {
+    async fn send_now(&self) -> Result<serde_json::Value, String> {
+        let subject = self.send_report_now().await?;
+        Ok(serde_json::json!({ "queued": true, "subject": subject }))
     }
 }

@@ -35,6 +35,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send one test email to ADMIN_EMAIL; exit 0 sent, 1 not.
+    TestEmail,
+    /// Render the daily report from the state in MEDIC_DATA_DIR to stdout, or send it now.
+    Report {
+        /// Email it now instead of printing it; exit 1 if it was not sent.
+        #[arg(long)]
+        send: bool,
+        /// Print the HTML part instead of the plain text.
+        #[arg(long)]
+        html: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +88,36 @@ fn main() -> ExitCode {
             runtime.block_on(medic::commands::probe(&settings, &names, json))
         }
         Command::Check { json } => runtime.block_on(medic::commands::check(&settings, &vars, json)),
+        Command::TestEmail => {
+            print_outcome(runtime.block_on(medic::notify::cli::test_email(&vars)))
+        }
+        Command::Report { send, html } => {
+            let output = if html {
+                medic::notify::cli::ReportOutput::Html
+            } else {
+                medic::notify::cli::ReportOutput::Text
+            };
+            print_outcome(runtime.block_on(medic::notify::cli::report(
+                &vars,
+                &settings.data_dir,
+                send,
+                output,
+            )))
+        }
+    }
+}
+
+/// Prints a one-shot command's answer: stdout and exit 0, or stderr and exit 1.
+fn print_outcome(outcome: Result<String, String>) -> ExitCode {
+    match outcome {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("medic: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

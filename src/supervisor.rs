@@ -658,6 +658,9 @@ impl Brain {
         let result = &report.result;
         let span = tracing::info_span!("probe", probe = %spec.name, component = %spec.component);
         let _enter = span.enter();
+        if let Err(e) = self.store.record_check_run(&result.into()) {
+            error!(error = %format!("{e:#}"), "cannot record the probe run for the report");
+        }
         let now = Utc::now();
         self.status.metrics.probe_ran(result);
         self.last_probes.insert(spec.name.clone(), report.clone());

@@ -448,8 +448,8 @@ fn default_sender(credentials: Option<&Credentials>) -> Mailbox {
     Mailbox::new(name, address)
 }
 
-/// One message to every recipient of the settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One message to every recipient of the settings. Serializable, so the outbox can keep it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Email {
     /// The subject line; any Unicode (the SPEC's subjects start with emoji).
     pub subject: String,

@@ -1,12 +1,26 @@
-//! Telling people what happened: email now; webhooks, the outbox, rate limits and the daily
-//! report build on it.
+//! Telling people what happened: alert emails and webhooks with rate limits and a durable
+//! outbox, and the daily report.
 //!
-//! [`email`] knows how to deliver one message through SMTP and nothing about alerts: what to
-//! say, to whom and how often is decided above it, so delivery can be tested on its own against
-//! real mail servers.
+//! Data flows one way: the supervisor raises an [`Alert`] ([`event`]); [`service`] groups the
+//! alerts of one round, asks the pure rate limit ([`limiter`]) about each, renders what passes
+//! ([`render`], [`webhook`]) and writes it to the store's outbox; its delivery loop sends from
+//! the outbox through [`email`] (SMTP) or [`webhook`] and marks each message sent only once the
+//! server took it. [`report`] builds and schedules the daily report. [`status`] is what
+//! `/health/detailed` shows about all of it. docs/alerts.md is the user's guide.
 
+pub mod cli;
 pub mod email;
 pub mod event;
+pub mod limiter;
+pub mod render;
+pub mod report;
+pub mod service;
+pub mod settings;
+pub mod status;
+pub mod webhook;
 
 pub use email::{Email, MailSettings, Mailer, SendError};
 pub use event::{Alert, AlertKind};
+pub use service::{spawn, Clock, NotifyHandle, StackName, SystemClock, TokioClock};
+pub use settings::{NotifySettings, NOTIFY_VARIABLES};
+pub use status::{ChannelStatus, NotifySnapshot, NotifyStatus};

@@ -14,6 +14,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::policy::{CheckState, Instant, ServiceState};
 
+pub mod outbox;
+pub mod report;
+
 pub mod timeline;
 
 const SCHEMA: &str = "
@@ -82,12 +85,15 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA).with_context(|| {
-            format!(
-                "cannot set up the state database {}; is it writable?",
-                path.display()
-            )
-        })?;
+        conn.execute_batch(SCHEMA)
+            .and_then(|()| outbox::create_tables(&conn))
+            .and_then(|()| report::create_tables(&conn))
+            .with_context(|| {
+                format!(
+                    "cannot set up the state database {}; is it writable?",
+                    path.display()
+                )
+            })?;
         Ok(Store {
             conn: Mutex::new(conn),
             path,

@@ -1,0 +1,128 @@
+//! Webhooks (`MEDIC_WEBHOOK_URL`): the same rounds of alerts as the emails, as a generic JSON
+//! body or Slack's incoming-webhook shape, through the same rate limits and outbox.
+//!
+//! The URL is treated as a secret (Slack's carry their token in the path): errors name only its
+//! host.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::render::{local_time, recommended_actions, AlertItem, RenderContext};
+use super::settings::{WebhookFormat, WebhookSettings};
+
+/// Why a webhook was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("webhook to {host} failed: {detail}")]
+pub struct WebhookError {
+    /// The URL's host (never the whole URL).
+    pub host: String,
+    /// What happened.
+    pub detail: String,
+    /// Whether trying again later can help (network errors, 408, 429, 5xx).
+    pub transient: bool,
+}
+
+/// The body for one round of alerts, in the configured format.
+pub fn body(items: &[AlertItem], ctx: &RenderContext, format: WebhookFormat) -> Value {
+    let subject = super::render::subject(items, &ctx.stack);
+    match format {
+        WebhookFormat::Json => json!({
+            "source": "medic",
+            "stack": ctx.stack,
+            "summary": subject,
+            "status_page": ctx.public_url,
+            "alerts": items.iter().map(|i| {
+                let a = &i.alert;
+                json!({
+                    "kind": a.kind,
+                    "component": a.component,
+                    "check": a.check,
+                    "check_type": a.check_type,
+                    "status": a.status,
+                    "error": a.error,
+                    "consecutive_failures": a.consecutive_failures,
+                    "action": a.action,
+                    "at": a.at,
+                    "reminder": i.reminder,
+                    "outage_since": i.outage_since,
+                    "held_back": if i.held.is_empty() { Value::Null } else { json!(i.held) },
+                    "recommended_actions": recommended_actions(a),
+                })
+            }).collect::<Vec<_>>(),
+        }),
+        WebhookFormat::Slack => {
+            let mut blocks = vec![json!({
+                "type": "header",
+                "text": {"type": "plain_text", "text": subject},
+            })];
+            for i in items {
+                let a = &i.alert;
+                let mut lines = vec![
+                    format!("*{}* — {}", a.component, a.status),
+                    format!("*Time:* {}", local_time(a.at, ctx.tz)),
+                ];
+                if let Some(e) = &a.error {
+                    lines.push(format!("*Error:* {e}"));
+                }
+                lines.push(format!("*Actions taken:* {}", a.action));
+                if !i.held.is_empty() {
+                    lines.push(format!("*Held back:* {}", i.held.breakdown()));
+                }
+                blocks.push(json!({
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": lines.join("\n")},
+                }));
+            }
+            if let Some(url) = &ctx.public_url {
+                blocks.push(json!({
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": format!("<{url}/|Status page>")}],
+                }));
+            }
+            json!({ "text": subject, "blocks": blocks })
+        }
+    }
+}
+
+/// Posts a body; `Ok` on any 2xx.
+pub async fn post(
+    client: &reqwest::Client,
+    settings: &WebhookSettings,
+    body: &str,
+) -> Result<(), WebhookError> {
+    let host = settings.url.host_str().unwrap_or("?").to_string();
+    let result = client
+        .post(settings.url.clone())
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    match result {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => {
+            let status = response.status();
+            let text: String = response
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect();
+            Err(WebhookError {
+                host,
+                detail: format!("answered {status}: {}", text.trim()),
+                transient: status.is_server_error()
+                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status == reqwest::StatusCode::REQUEST_TIMEOUT,
+            })
+        }
+        Err(e) => Err(WebhookError {
+            host,
+            // Without the URL: reqwest's errors print it, token and all.
+            detail: e.without_url().to_string(),
+            transient: true,
+        }),
+    }
+}
