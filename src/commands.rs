@@ -213,7 +213,7 @@ pub async fn check(
                 let mut row = Row::plain(
                     "smtp",
                     "email",
-                    &mailer.server(),
+                    mailer.server(),
                     if result.is_ok() { "ok" } else { "FAIL" },
                     result.err().map(|e| e.to_string()).unwrap_or_default(),
                 );
