@@ -54,6 +54,15 @@ impl HeldBack {
         self.last = Some(self.last.map_or(at, |l| l.max(at)));
     }
 
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: HeldBack) {
+        self.critical += other.critical;
+        self.recovered += other.recovered;
+        self.gave_up += other.gave_up;
+        self.first = self.first.min(other.first).or(self.first).or(other.first);
+        self.last = self.last.max(other.last);
+    }
+
     /// `2 CRITICAL, 1 RECOVERED`.
     pub fn breakdown(&self) -> String {
         let mut parts = Vec::new();

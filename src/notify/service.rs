@@ -346,6 +346,12 @@ impl Rounds {
                 }
             }
         }
+        // What the limit held in this same round goes into the email sent about the component.
+        for item in &mut items {
+            if let Some(state) = self.limits.get_mut(&item.alert.component) {
+                item.held.merge(std::mem::take(&mut state.held));
+            }
+        }
         self.commit(now, commit, touched, items, "alert");
     }
 

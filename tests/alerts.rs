@@ -1,0 +1,537 @@
+//! Alerts end to end: a real medic process, real containers on the real engine, and the test
+//! environment's real SMTP servers (aiosmtpd, scripts/smtp_server.py; see shared TESTING.md).
+//!
+//! The SMTP folders are shared by tests running in parallel, so each test sends to its own
+//! unique recipient and reads only the messages addressed to it. Start the servers first:
+//! `scripts/testenv.sh up` (scripts/test.sh does it).
+//!
+//! The rate limit over two simulated hours and the report's schedule run under tokio's paused
+//! clock in the unit tests of src/notify (limiter.rs, service.rs, report.rs); here everything
+//! is real time, in seconds.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{wait_for, Medic, TestRun};
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn state_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".testenv")
+}
+
+fn plain_port() -> String {
+    var("MEDIC_TEST_SMTP_PORT", "2525")
+}
+
+fn plain_dir() -> PathBuf {
+    PathBuf::from(var(
+        "MEDIC_TEST_SMTP_DIR",
+        &state_dir().join("smtp/plain").display().to_string(),
+    ))
+}
+
+/// A recipient no other test or run uses.
+fn unique_rcpt(label: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{label}-{}-{nanos}-{}@example.com",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// One message as the test server stored it, decoded.
+#[derive(Debug, Clone)]
+struct Mail {
+    subject: String,
+    text: String,
+    html: String,
+    tls: bool,
+    auth_user: Option<String>,
+}
+
+/// Every message addressed to `rcpt` in `dir`, in the order received.
+fn mails_to(dir: &Path, rcpt: &str) -> Vec<Mail> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let to_me = json["rcpt_tos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v.as_str() == Some(rcpt));
+        if !to_me {
+            continue;
+        }
+        let data = json["data"].as_str().unwrap_or_default();
+        let Some(parsed) = mail_parser::MessageParser::default().parse(data.as_bytes()) else {
+            continue;
+        };
+        out.push(Mail {
+            subject: parsed.subject().unwrap_or_default().to_string(),
+            text: parsed
+                .body_text(0)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            html: parsed
+                .body_html(0)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            tls: json["tls"].as_bool().unwrap_or(false),
+            auth_user: json["auth_user"].as_str().map(str::to_string),
+        });
+    }
+    out
+}
+
+/// Waits until the messages to `rcpt` satisfy `done`, and returns them.
+fn wait_mails(
+    dir: &Path,
+    rcpt: &str,
+    timeout: Duration,
+    medic: &Medic,
+    done: impl Fn(&[Mail]) -> bool,
+) -> Vec<Mail> {
+    let start = Instant::now();
+    loop {
+        let mails = mails_to(dir, rcpt);
+        if done(&mails) {
+            return mails;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "timed out waiting for mail to {rcpt}; got subjects {:?}\n{}",
+                mails.iter().map(|m| &m.subject).collect::<Vec<_>>(),
+                medic.dump()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn count(mails: &[Mail], prefix: &str) -> usize {
+    mails
+        .iter()
+        .filter(|m| m.subject.starts_with(prefix))
+        .count()
+}
+
+/// Mail variables for the plain test server.
+fn plain_mail(rcpt: &str) -> Vec<(String, String)> {
+    vec![
+        ("MAIL_SERVER".into(), "127.0.0.1".into()),
+        ("MAIL_PORT".into(), plain_port()),
+        ("MAIL_USE_TLS".into(), "false".into()),
+        ("ADMIN_EMAIL".into(), rcpt.into()),
+        ("MAIL_DEFAULT_SENDER".into(), "medic@stack.test".into()),
+    ]
+}
+
+/// A container of the test's compose project, as `service`, healthy while `/tmp/ok` exists. No
+/// network: the healthcheck needs none, and the test then does not depend on Docker's bridge.
+fn service(run: &TestRun, service: &str) -> String {
+    run.container(
+        service,
+        &[
+            ("com.docker.compose.project", run.id.as_str()),
+            ("com.docker.compose.service", service),
+        ],
+        &["--network", "none"],
+    )
+}
+
+fn start_medic(vars: &[(String, String)]) -> Medic {
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Medic::start(&refs)
+}
+
+/// An instance of the test SMTP server of the test's own, stopped when dropped.
+struct OwnSmtp {
+    child: Child,
+}
+
+impl OwnSmtp {
+    fn start(port: u16, dir: &Path) -> OwnSmtp {
+        let python = var(
+            "MEDIC_TEST_PYTHON",
+            &state_dir().join("venv/bin/python").display().to_string(),
+        );
+        let script = var(
+            "MEDIC_TEST_SMTP_SCRIPT",
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("scripts/smtp_server.py")
+                .display()
+                .to_string(),
+        );
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--dir"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the test SMTP server starts (scripts/testenv.sh up installs it)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(line.starts_with("READY"), "SMTP server said {line:?}");
+        // Keep reading: the server logs each message to stdout and dies on a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        OwnSmtp { child }
+    }
+}
+
+impl Drop for OwnSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP request to medic, with an optional bearer token.
+fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+/// A container that fails past its threshold: one CRITICAL with the restart under "actions
+/// taken"; its recovery: one RECOVERED; failing again with the budget spent: one GAVE UP.
+#[test]
+fn critical_recovered_and_gave_up_each_arrive_once() {
+    let run = TestRun::new("alertcycle");
+    let rcpt = unique_rcpt("cycle");
+    let stack = format!("stack-{}", run.id);
+    let mut vars = plain_mail(&rcpt);
+    vars.extend([
+        ("MEDIC_PROJECT".to_string(), run.id.clone()),
+        ("MEDIC_STACK_NAME".into(), stack.clone()),
+        ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
+        ("MEDIC_RESTART_BUDGET".into(), "1".into()),
+        ("MEDIC_RESTART_COOLDOWN".into(), "1s".into()),
+        ("TZ".into(), "Europe/Berlin".into()),
+        (
+            "MEDIC_PUBLIC_URL".into(),
+            "http://medic.stack.test:8080".into(),
+        ),
+    ]);
+    let medic = start_medic(&vars);
+    let web = service(&run, "web");
+    wait_for("web healthy", Duration::from_secs(30), || {
+        run.health(&web) == "healthy"
+    });
+
+    run.break_health(&web);
+    let mails = wait_mails(&plain_dir(), &rcpt, Duration::from_secs(60), &medic, |m| {
+        count(m, "✅ RECOVERED") >= 1
+    });
+    let critical = &mails[0];
+    assert_eq!(
+        critical.subject,
+        format!("🚨 CRITICAL: web failure - {stack}")
+    );
+    assert!(
+        critical
+            .text
+            .contains(&format!("Actions taken: restarted {web}")),
+        "{}",
+        critical.text
+    );
+    assert!(
+        critical.text.contains("Status:     unhealthy"),
+        "{}",
+        critical.text
+    );
+    assert!(critical.text.contains("Error:"), "{}", critical.text);
+    assert!(
+        critical.text.contains("CET") || critical.text.contains("CEST"),
+        "times in TZ: {}",
+        critical.text
+    );
+    assert!(
+        critical.text.contains("docker compose logs"),
+        "{}",
+        critical.text
+    );
+    assert!(critical.text.contains("http://medic.stack.test:8080/"));
+    assert!(critical.html.contains("Recommended manual actions"));
+    assert!(critical.html.contains("Actions taken"));
+    assert_eq!(
+        mails[1].subject,
+        format!("✅ RECOVERED: web - {stack}"),
+        "{mails:?}"
+    );
+
+    // Broken again: the budget of one restart is spent.
+    wait_for("web healthy again", Duration::from_secs(30), || {
+        run.health(&web) == "healthy"
+    });
+    run.break_health(&web);
+    let mails = wait_mails(&plain_dir(), &rcpt, Duration::from_secs(60), &medic, |m| {
+        count(m, "⛔ GAVE UP") >= 1
+    });
+    let gave_up = mails.iter().find(|m| m.subject.starts_with("⛔")).unwrap();
+    assert_eq!(gave_up.subject, format!("⛔ GAVE UP: web - {stack}"));
+    assert!(gave_up.text.contains("gave up"), "{}", gave_up.text);
+    // Let further rounds pass: nothing more arrives, each kind came exactly once (the second
+    // CRITICAL falls under the hourly limit and is counted in the GAVE UP email instead).
+    std::thread::sleep(Duration::from_secs(5));
+    let mails = mails_to(&plain_dir(), &rcpt);
+    let subjects: Vec<&str> = mails.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(count(&mails, "🚨 CRITICAL"), 1, "{subjects:?}");
+    assert_eq!(count(&mails, "✅ RECOVERED"), 1, "{subjects:?}");
+    assert_eq!(count(&mails, "⛔ GAVE UP"), 1, "{subjects:?}");
+    assert!(
+        gave_up.text.contains("held back") && gave_up.text.contains("1 CRITICAL"),
+        "the held CRITICAL is summarised: {}",
+        gave_up.text
+    );
+}
+
+/// Two components failing in the same round: one email naming both.
+#[test]
+fn two_components_failing_in_one_round_make_one_email() {
+    let run = TestRun::new("alerttwo");
+    let rcpt = unique_rcpt("two");
+    let stack = format!("stack-{}", run.id);
+    let mut vars = plain_mail(&rcpt);
+    vars.extend([
+        ("MEDIC_PROJECT".to_string(), run.id.clone()),
+        ("MEDIC_STACK_NAME".into(), stack.clone()),
+        ("MEDIC_ALERT_GROUP_WINDOW".into(), "3s".into()),
+    ]);
+    let medic = start_medic(&vars);
+    let api = service(&run, "api");
+    let db = service(&run, "db");
+    for c in [&api, &db] {
+        wait_for("healthy", Duration::from_secs(30), || {
+            run.health(c) == "healthy"
+        });
+    }
+    run.break_health(&api);
+    run.break_health(&db);
+    wait_mails(&plain_dir(), &rcpt, Duration::from_secs(60), &medic, |m| {
+        count(m, "🚨 CRITICAL") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let mails: Vec<Mail> = mails_to(&plain_dir(), &rcpt)
+        .into_iter()
+        .filter(|m| m.subject.starts_with("🚨"))
+        .collect();
+    assert_eq!(mails.len(), 1, "one email for the round: {mails:?}");
+    // A container without network restarts in a second: its recovery may share the round.
+    let subject = &mails[0].subject;
+    let critical_part = subject.split(" failure").next().unwrap();
+    assert!(
+        critical_part == "🚨 CRITICAL: api, db" || critical_part == "🚨 CRITICAL: db, api",
+        "{subject}"
+    );
+    assert!(subject.ends_with(&format!(" - {stack}")), "{subject}");
+    assert!(mails[0].text.contains(&format!("restarted {api}")));
+    assert!(mails[0].text.contains(&format!("restarted {db}")));
+}
+
+/// The SMTP server is down while alerts happen; medic is SIGKILLed and started again; the
+/// server comes back: every alert arrives, exactly once.
+#[test]
+fn alerts_survive_smtp_down_and_sigkill_and_arrive_exactly_once() {
+    let run = TestRun::new("alertoutbox");
+    let rcpt = unique_rcpt("outbox");
+    let stack = format!("stack-{}", run.id);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let vars: Vec<(String, String)> = vec![
+        ("MAIL_SERVER".into(), "127.0.0.1".into()),
+        ("MAIL_PORT".into(), port.to_string()),
+        ("MAIL_USE_TLS".into(), "false".into()),
+        ("ADMIN_EMAIL".into(), rcpt.clone()),
+        ("MEDIC_PROJECT".into(), run.id.clone()),
+        ("MEDIC_STACK_NAME".into(), stack.clone()),
+        ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
+        ("MEDIC_OUTBOX_RETRY_MAX".into(), "2s".into()),
+    ];
+    let medic = start_medic(&vars);
+    let web = service(&run, "web");
+    wait_for("web healthy", Duration::from_secs(30), || {
+        run.health(&web) == "healthy"
+    });
+    run.break_health(&web);
+    // Both the CRITICAL and the RECOVERED wait in the outbox, the server being down.
+    let db = medic::store::Store::open(medic.data_dir()).unwrap();
+    let pending = |db: &medic::store::Store| {
+        db.outbox_recent(100)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.state == "pending")
+            .map(|m| m.subject)
+            .collect::<Vec<_>>()
+    };
+    wait_for("two alerts in the outbox", Duration::from_secs(60), || {
+        pending(&db).len() == 2
+    });
+    medic.wait_log("a failed delivery", Duration::from_secs(10), |l| {
+        l.contains("delivery failed; the message waits in the outbox")
+    });
+
+    let medic = medic.sigkill_and_restart();
+    assert_eq!(pending(&db).len(), 2, "the outbox survived the SIGKILL");
+    let _server = OwnSmtp::start(port, dir.path());
+    let mails = wait_mails(dir.path(), &rcpt, Duration::from_secs(30), &medic, |m| {
+        m.len() >= 2
+    });
+    // A few more retry periods: nothing is sent twice.
+    std::thread::sleep(Duration::from_secs(5));
+    let mails_after = mails_to(dir.path(), &rcpt);
+    let subjects: Vec<&str> = mails_after.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(mails_after.len(), 2, "{subjects:?}");
+    assert_eq!(count(&mails, "🚨 CRITICAL: web failure"), 1, "{subjects:?}");
+    assert_eq!(count(&mails, "✅ RECOVERED: web"), 1, "{subjects:?}");
+    assert!(pending(&db).is_empty());
+}
+
+/// STARTTLS with AUTH against the test server with the test's own CA; the report goes out
+/// through the outbox when asked over the admin API.
+#[test]
+fn starttls_with_auth_delivers() {
+    let rcpt = unique_rcpt("tls");
+    let stack = format!("tls-{}", std::process::id());
+    let token = "alerts-test-token";
+    let medic = start_medic(&[
+        ("MAIL_SERVER".into(), "127.0.0.1".into()),
+        ("MAIL_PORT".into(), var("MEDIC_TEST_SMTP_TLS_PORT", "2526")),
+        ("MAIL_USE_TLS".into(), "true".into()),
+        ("MAIL_USERNAME".into(), var("MEDIC_TEST_SMTP_USER", "medic")),
+        (
+            "MAIL_PASSWORD".into(),
+            var("MEDIC_TEST_SMTP_PASSWORD", "medic-secret"),
+        ),
+        (
+            "MEDIC_SMTP_CA_FILE".into(),
+            var(
+                "MEDIC_TEST_SMTP_CA",
+                &state_dir().join("tls/ca.pem").display().to_string(),
+            ),
+        ),
+        ("ADMIN_EMAIL".into(), rcpt.clone()),
+        ("MEDIC_STACK_NAME".into(), stack.clone()),
+        (
+            "MEDIC_PROJECT".into(),
+            format!("nothing{}", std::process::id()),
+        ),
+        ("MEDIC_API_TOKEN".into(), token.into()),
+    ]);
+    let (status, body) = request(&medic.addr(), "POST", "/api/v1/report/send", Some(token));
+    assert_eq!(status, 200, "{body}");
+    let tls_dir = PathBuf::from(var(
+        "MEDIC_TEST_SMTP_TLS_DIR",
+        &state_dir().join("smtp/tls").display().to_string(),
+    ));
+    let mails = wait_mails(&tls_dir, &rcpt, Duration::from_secs(30), &medic, |m| {
+        !m.is_empty()
+    });
+    assert_eq!(
+        mails[0].subject,
+        format!("✅ Daily Health Report - {stack}")
+    );
+    assert!(mails[0].tls, "sent over STARTTLS");
+    assert_eq!(mails[0].auth_user.as_deref(), Some("medic"));
+    let (_, detailed) = request(&medic.addr(), "GET", "/health/detailed", Some(token));
+    let v: serde_json::Value = serde_json::from_str(&detailed).unwrap();
+    assert_eq!(v["email"]["configured"], true, "{detailed}");
+    assert!(v["email"]["last_error"].is_null(), "{detailed}");
+}
+
+/// A wrong password: a clear error in the log and email failing in /health/detailed; the
+/// password itself appears nowhere.
+#[test]
+fn a_wrong_password_is_a_clear_error_in_the_log_and_the_detailed_health() {
+    let rcpt = unique_rcpt("badpw");
+    let token = "alerts-test-token";
+    let password = "not-the-password-4711";
+    let medic = start_medic(&[
+        ("MAIL_SERVER".into(), "127.0.0.1".into()),
+        ("MAIL_PORT".into(), var("MEDIC_TEST_SMTP_TLS_PORT", "2526")),
+        ("MAIL_USE_TLS".into(), "true".into()),
+        ("MAIL_USERNAME".into(), var("MEDIC_TEST_SMTP_USER", "medic")),
+        ("MAIL_PASSWORD".into(), password.into()),
+        (
+            "MEDIC_SMTP_CA_FILE".into(),
+            var(
+                "MEDIC_TEST_SMTP_CA",
+                &state_dir().join("tls/ca.pem").display().to_string(),
+            ),
+        ),
+        ("ADMIN_EMAIL".into(), rcpt.clone()),
+        (
+            "MEDIC_PROJECT".into(),
+            format!("nothing{}", std::process::id()),
+        ),
+        ("MEDIC_API_TOKEN".into(), token.into()),
+    ]);
+    let (status, body) = request(&medic.addr(), "POST", "/api/v1/report/send", Some(token));
+    assert_eq!(status, 200, "{body}");
+    medic.wait_log("the permanent failure", Duration::from_secs(30), |l| {
+        l.contains("delivery failed permanently")
+            && l.contains("authentication failed for user medic")
+    });
+    let (_, detailed) = request(&medic.addr(), "GET", "/health/detailed", Some(token));
+    let v: serde_json::Value = serde_json::from_str(&detailed).unwrap();
+    assert_eq!(v["email"]["configured"], true, "{detailed}");
+    let error = v["email"]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("authentication failed"), "{detailed}");
+    assert!(error.contains("535"), "{detailed}");
+    assert!(!detailed.contains(password));
+    assert!(
+        !medic.dump().contains(password),
+        "the password leaked into the log"
+    );
+}
