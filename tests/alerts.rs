@@ -535,3 +535,121 @@ fn a_wrong_password_is_a_clear_error_in_the_log_and_the_detailed_health() {
         "the password leaked into the log"
     );
 }
+
+/// A small HTTP receiver for webhooks (no Slack is reachable here): answers the first request
+/// 503 and every later one 200, and keeps each request's path and body with its answer.
+struct HookReceiver {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, String, u16)>>>,
+}
+
+impl HookReceiver {
+    fn start() -> HookReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string();
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = header.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let mut all = sink.lock().unwrap();
+                let status = if all.is_empty() { 503 } else { 200 };
+                all.push((path, String::from_utf8_lossy(&body).into_owned(), status));
+                drop(all);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+            }
+        });
+        HookReceiver { port, requests }
+    }
+
+    fn requests(&self) -> Vec<(String, String, u16)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Webhooks carry the same alerts, Slack-shaped, through the outbox: a 503 is retried, the URL's
+/// token never appears in the log.
+#[test]
+fn slack_webhooks_carry_the_alerts_and_are_retried() {
+    let run = TestRun::new("alerthook");
+    let stack = format!("stack-{}", run.id);
+    let hook = HookReceiver::start();
+    let url = format!(
+        "http://127.0.0.1:{}/services/T0/B0/secret-hook-token",
+        hook.port
+    );
+    let medic = start_medic(&[
+        ("MEDIC_PROJECT".into(), run.id.clone()),
+        ("MEDIC_STACK_NAME".into(), stack.clone()),
+        ("MEDIC_WEBHOOK_URL".into(), url),
+        ("MEDIC_WEBHOOK_FORMAT".into(), "slack".into()),
+        ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
+        ("MEDIC_OUTBOX_RETRY_MAX".into(), "1s".into()),
+    ]);
+    let web = service(&run, "web");
+    wait_for("web healthy", Duration::from_secs(30), || {
+        run.health(&web) == "healthy"
+    });
+    run.break_health(&web);
+    wait_for("the alerts delivered", Duration::from_secs(60), || {
+        hook.requests()
+            .iter()
+            .filter(|(_, body, status)| *status == 200 && body.contains("RECOVERED"))
+            .count()
+            == 1
+    });
+    let requests = hook.requests();
+    assert_eq!(requests[0].2, 503, "the first attempt was refused");
+    let delivered: Vec<serde_json::Value> = requests
+        .iter()
+        .filter(|(_, _, status)| *status == 200)
+        .map(|(path, body, _)| {
+            assert_eq!(path, "/services/T0/B0/secret-hook-token");
+            serde_json::from_str(body).unwrap()
+        })
+        .collect();
+    let texts: Vec<&str> = delivered
+        .iter()
+        .map(|v| v["text"].as_str().unwrap())
+        .collect();
+    let critical = format!("🚨 CRITICAL: web failure - {stack}");
+    assert_eq!(
+        texts.iter().filter(|t| **t == critical).count(),
+        1,
+        "{texts:?}"
+    );
+    let first = delivered.iter().find(|v| v["text"] == critical).unwrap();
+    let section = first["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert!(section.contains(&format!("restarted {web}")), "{section}");
+    medic.wait_log("the retry", Duration::from_secs(5), |l| {
+        l.contains("webhook to 127.0.0.1 failed: answered 503")
+    });
+    assert!(!medic.dump().contains("secret-hook-token"));
+}
