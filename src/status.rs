@@ -6,8 +6,8 @@
 //! both without asking the brain anything.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -55,6 +55,10 @@ pub struct Status {
     components: RwLock<Arc<BTreeMap<String, ComponentView>>>,
     /// Counters and histograms that accumulate between scrapes.
     pub metrics: Metrics,
+    /// Bumped by every change the detailed view shows, so its rendering can be reused.
+    generation: AtomicU64,
+    /// The last rendering of `/health/detailed`: (generation, uptime second, reason, body).
+    detailed_cache: Mutex<Option<CachedBody>>,
 }
 
 impl Status {
@@ -71,6 +75,8 @@ impl Status {
             email: RwLock::new(EmailStatus::default()),
             components: RwLock::new(Arc::new(BTreeMap::new())),
             metrics: Metrics::default(),
+            generation: AtomicU64::new(0),
+            detailed_cache: Mutex::new(None),
         }
     }
 
@@ -96,7 +102,11 @@ impl Status {
 
     /// Records whether the store accepted its last write check.
     pub fn set_store_error(&self, error: Option<String>) {
-        *write(&self.store_error) = error;
+        let mut current = write(&self.store_error);
+        if *current != error {
+            self.changed();
+        }
+        *current = error;
     }
 
     /// The engine connection as last seen.
@@ -107,6 +117,7 @@ impl Status {
     /// Updates the engine connection.
     pub fn set_docker(&self, docker: DockerStatus) {
         *write(&self.docker) = docker;
+        self.changed();
     }
 
     /// The watched compose project.
@@ -117,6 +128,7 @@ impl Status {
     /// Sets the watched compose project.
     pub fn set_project(&self, project: Option<String>) {
         *write(&self.project) = project;
+        self.changed();
     }
 
     /// Email delivery as last reported.
@@ -128,6 +140,7 @@ impl Status {
     /// the outbox depth.
     pub fn set_email(&self, email: EmailStatus) {
         *write(&self.email) = email;
+        self.changed();
     }
 
     /// Every component as last published, by name.
@@ -138,6 +151,35 @@ impl Status {
     /// Replaces the published components (the brain calls this after each change).
     pub fn publish(&self, views: BTreeMap<String, ComponentView>) {
         *write(&self.components) = Arc::new(views);
+        self.changed();
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The body of `/health/detailed`, rendered by `render` only when something it shows has
+    /// changed (or a second has passed, for the uptime): dashboards polling 100 components
+    /// get a copy of bytes, not a fresh serialization.
+    pub fn detailed_body(
+        &self,
+        uptime_second: i64,
+        reason: Option<String>,
+        render: impl FnOnce() -> axum::body::Bytes,
+    ) -> axum::body::Bytes {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut cache = self
+            .detailed_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((g, second, r, body)) = cache.as_ref() {
+            if *g == generation && *second == uptime_second && *r == reason {
+                return body.clone();
+            }
+        }
+        let body = render();
+        *cache = Some((generation, uptime_second, reason, body.clone()));
+        body
     }
 
     /// medic's overall verdict: `unhealthy` when medic itself or any component is unhealthy,
@@ -157,6 +199,10 @@ impl Status {
         worst
     }
 }
+
+/// A rendering of `/health/detailed` and what it was rendered from: (generation, uptime
+/// second, medic's own problem, body).
+type CachedBody = (u64, i64, Option<String>, axum::body::Bytes);
 
 /// Email delivery, as the notifiers report it through [`Status::set_email`].
 #[derive(Debug, Clone, Default, Serialize)]
@@ -253,7 +299,7 @@ pub struct RestartView {
     pub service: String,
     /// The last restart.
     pub last: Option<Instant>,
-    /// Restarts within the last 24 hours (those still in the policy state's memory).
+    /// Restarts (attempts) within the last 24 hours.
     pub count_24h: u32,
     /// Restarts ever made.
     pub total: u64,
@@ -277,6 +323,9 @@ pub struct ViewInputs<'a> {
     pub probes: Vec<(&'a ProbeResult, u32)>,
     /// Silenced components and until when.
     pub silenced: &'a HashMap<String, Instant>,
+    /// Restarts per service key over the last 24 hours, from the store (the policy state only
+    /// remembers the budget window).
+    pub restarts_24h: HashMap<String, u32>,
     /// The healing settings (budget, cooldown).
     pub healing: &'a HealingSettings,
     /// The moment of publishing.
@@ -312,9 +361,11 @@ pub fn build_views(input: &ViewInputs<'_>) -> BTreeMap<String, ComponentView> {
         RestartView {
             service: key.to_string(),
             last: state.last_restart,
-            count_24h: state
-                .restarts_in_window(now, Duration::from_secs(24 * 3600))
-                .len() as u32,
+            count_24h: input.restarts_24h.get(key).copied().unwrap_or_else(|| {
+                state
+                    .restarts_in_window(now, Duration::from_secs(24 * 3600))
+                    .len() as u32
+            }),
             total: state.restarts_total,
             cooldown_until: state.cooldown_until(now, input.healing.restart_cooldown),
             budget_left: state.budget_left(now, input.healing),
@@ -523,4 +574,123 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(name: &str, service: &str, state: RunState, health: Health) -> Container {
+        Container {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: HashMap::from([
+                ("com.docker.compose.project".into(), "shop".into()),
+                ("com.docker.compose.service".into(), service.into()),
+            ]),
+            state,
+            health,
+            stop_timeout: None,
+            start_period: None,
+        }
+    }
+
+    fn probe(name: &str, component: &str, severity: Severity) -> ProbeResult {
+        ProbeResult {
+            name: name.into(),
+            kind: "tcp",
+            component: component.into(),
+            ok: severity == Severity::Ok,
+            severity,
+            latency: Duration::from_millis(12),
+            error: (severity != Severity::Ok).then(|| "refused".into()),
+            steps: vec![],
+            details: Default::default(),
+            checked_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn views_take_the_worst_of_containers_and_probes() {
+        let now = Utc::now();
+        let containers = [
+            container("shop-web-1", "web", RunState::Running, Health::Healthy),
+            container("shop-web-2", "web", RunState::Running, Health::Unhealthy),
+            container("shop-db-1", "db", RunState::Running, Health::None),
+            container("shop-old-1", "old", RunState::Exited, Health::None),
+        ];
+        let checks = HashMap::from([
+            (
+                "probe:db-write".to_string(),
+                CheckState {
+                    consecutive_failures: 1,
+                    last_checked: Some(now),
+                    last_error: Some("refused".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "probe:api".to_string(),
+                CheckState {
+                    consecutive_failures: 3,
+                    last_checked: Some(now),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let services = HashMap::from([(
+            "shop/web".to_string(),
+            ServiceState {
+                restarts_total: 4,
+                gave_up: false,
+                last_restart: Some(now),
+                recent_restarts: vec![now],
+                ..Default::default()
+            },
+        )]);
+        let db = probe("db-write", "db", Severity::Critical);
+        let api = probe("api", "api", Severity::Critical);
+        let silenced = HashMap::from([("db".to_string(), now + chrono::Duration::hours(1))]);
+        let healing = HealingSettings::default();
+        let views = build_views(&ViewInputs {
+            containers: &containers,
+            services: &services,
+            checks: &checks,
+            probes: vec![(&db, 3), (&api, 3)],
+            silenced: &silenced,
+            restarts_24h: HashMap::from([("shop/web".to_string(), 2)]),
+            healing: &healing,
+            now,
+        });
+        assert_eq!(views["web"].status, Level::Unhealthy);
+        assert_eq!(views["web"].containers.len(), 2);
+        let restarts = views["web"].restarts.as_ref().unwrap();
+        assert_eq!((restarts.total, restarts.count_24h), (4, 2));
+        assert_eq!(restarts.budget_left, 2);
+        assert!(restarts.cooldown_until.is_some());
+        // One failure below the threshold of 3: degraded, with the probe's latency.
+        assert_eq!(views["db"].status, Level::Degraded);
+        assert_eq!(views["db"].consecutive_failures, 1);
+        let last = views["db"].last_check.as_ref().unwrap();
+        assert_eq!((last.ok, last.latency_ms), (false, Some(12)));
+        assert!(views["db"].silenced_until.is_some());
+        // A probe-only component at its threshold.
+        assert_eq!(views["api"].status, Level::Unhealthy);
+        assert!(views["api"].restarts.is_none());
+        assert_eq!(views["old"].status, Level::Unhealthy);
+
+        let status = Status::new(Duration::from_secs(30));
+        status.set_docker(DockerStatus {
+            reachable: true,
+            ..Default::default()
+        });
+        assert_eq!(status.overall(&views), Level::Unhealthy);
+        let healthy: BTreeMap<_, _> = views
+            .into_iter()
+            .filter(|(_, v)| v.status == Level::Healthy)
+            .collect();
+        assert_eq!(status.overall(&healthy), Level::Healthy);
+        status.set_docker(DockerStatus::default());
+        assert_eq!(status.overall(&healthy), Level::Degraded);
+    }
 }

@@ -429,6 +429,10 @@ impl Brain {
             checks: &self.checks,
             probes,
             silenced: &self.silenced,
+            restarts_24h: self
+                .store
+                .restart_counts_since(now - chrono::Duration::hours(24))
+                .unwrap_or_default(),
             healing: &self.healing,
             now,
         });

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::Utc;
 use serde::Serialize;
 
@@ -82,5 +81,19 @@ pub async fn detailed(State(state): State<ApiState>, headers: HeaderMap) -> Resp
             return denied.into_response();
         }
     }
-    Json(snapshot(&state.status)).into_response()
+    let status = &state.status;
+    let uptime = (Utc::now() - status.started_at).num_seconds();
+    let body = status.detailed_body(uptime, status.problem(), || {
+        serde_json::to_vec(&snapshot(status))
+            .map(axum::body::Bytes::from)
+            .unwrap_or_default()
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }

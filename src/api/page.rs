@@ -363,3 +363,52 @@ pub async fn status_page(State(state): State<ApiState>) -> Html<String> {
     };
     Html(render(&detailed, &events, now))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            esc("<b>\"x\" & 'y'"),
+            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;"
+        );
+    }
+
+    #[test]
+    fn strips_mark_each_hour_with_its_worst_event() {
+        let now = Utc::now();
+        let since = now - Duration::hours(HOURS as i64);
+        let view = |status| ComponentView {
+            name: "web".into(),
+            status,
+            consecutive_failures: 0,
+            last_check: None,
+            checks: Default::default(),
+            probes: Default::default(),
+            containers: vec![],
+            restarts: None,
+            silenced_until: None,
+        };
+        let components = BTreeMap::from([("web".to_string(), view(Level::Healthy))]);
+        let event = |hours_ago: i64, kind: &str| TimelineEvent {
+            at: now - Duration::hours(hours_ago) - Duration::minutes(30),
+            component: "web".into(),
+            kind: kind.into(),
+        };
+        let events = [
+            event(10, "unhealthy"),
+            event(10, "restart"),
+            event(5, "restart"),
+            event(3, "held"),
+        ];
+        let strips = strips(&events, &components, since, now - Duration::hours(12));
+        let web = strips["web"];
+        assert_eq!(web[HOURS - 11], Cell::Failed);
+        assert_eq!(web[HOURS - 6], Cell::Restarted);
+        assert_eq!(web[HOURS - 4], Cell::Ok);
+        assert_eq!(web[0], Cell::NoData);
+        assert_eq!(web[HOURS - 1], Cell::Ok);
+    }
+}

@@ -68,6 +68,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Restarts per service key since `since` (attempts, failed ones included).
+    pub fn restart_counts_since(&self, since: Instant) -> anyhow::Result<HashMap<String, u32>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT service, COUNT(*) FROM restarts WHERE at >= ?1 GROUP BY service",
+        )?;
+        let rows = stmt.query_map(params![since.to_rfc3339()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every silence still recorded, by component.
     pub fn load_silences(&self) -> anyhow::Result<HashMap<String, Instant>> {
         let conn = self.conn();
@@ -141,6 +153,10 @@ mod tests {
             .map(|e| (e.component.as_str(), e.kind.as_str()))
             .collect();
         assert_eq!(kinds, [("web", "unhealthy"), ("web", "restart")]);
+        assert_eq!(
+            store.restart_counts_since(t).unwrap(),
+            HashMap::from([("shop/web".into(), 1)])
+        );
         assert_eq!(
             store.load_silences().unwrap(),
             HashMap::from([("web".into(), t)])
