@@ -26,6 +26,8 @@ pub struct RenderContext {
     pub public_url: Option<String>,
     /// `MEDIC_ALERT_INTERVAL`, to explain held-back counts.
     pub alert_interval: std::time::Duration,
+    /// When the message is made (a reminder says how long the outage has lasted so far).
+    pub now: DateTime<Utc>,
 }
 
 /// One alert as an email shows it.
@@ -248,7 +250,7 @@ fn view(item: &AlertItem, ctx: &RenderContext) -> ItemView {
         local_time(a.at, ctx.tz)
     };
     let outage = item.outage_since.map(|since| {
-        let end = if item.reminder { Utc::now() } else { a.at };
+        let end = if item.reminder { ctx.now } else { a.at };
         format!(
             "down since {} ({})",
             local_time(since, ctx.tz),
@@ -413,6 +415,7 @@ mod tests {
             tz: chrono_tz::Europe::Berlin,
             public_url: Some("https://medic.example.com".into()),
             alert_interval: std::time::Duration::from_secs(3600),
+            now: Utc::now(),
         };
         let mut it = item(AlertKind::Critical, "web", "mongodb");
         it.held = HeldBack {

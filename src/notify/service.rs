@@ -130,6 +130,7 @@ impl Shared {
             tz: self.settings.tz,
             public_url: self.settings.public_url.clone(),
             alert_interval: self.settings.alert_interval,
+            now: self.clock.now(),
         }
     }
 }
@@ -824,6 +825,51 @@ mod tests {
         );
         stop.cancel();
         handle.await.unwrap();
+    }
+
+    /// An outage that goes on is reminded of every MEDIC_REMINDER_INTERVAL, on tokio's paused
+    /// clock; the recovery ends the reminders.
+    #[tokio::test(start_paused = true)]
+    async fn reminders_repeat_an_ongoing_outage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let clock = Arc::new(TokioClock::starting_at(t0));
+        let rounds = Rounds::new(shared(
+            store.clone(),
+            settings(&[("MEDIC_REMINDER_INTERVAL", "4h")]),
+            clock.clone(),
+        ));
+        let (tx, rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(rounds.run(rx, stop.clone()));
+        tx.send(alert(AlertKind::Critical, "web", t0))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+        assert_eq!(subjects(&store).len(), 1);
+        tokio::time::sleep(Duration::from_secs(3600 + 10)).await;
+        assert_eq!(subjects(&store).len(), 2, "a reminder after 4 hours");
+        let reminder: Email =
+            serde_json::from_str(&store.outbox_recent(1).unwrap()[0].payload).unwrap();
+        assert_eq!(reminder.subject, "🚨 CRITICAL: web failure - shop");
+        assert!(reminder.text.contains("(reminder)"), "{}", reminder.text);
+        assert!(
+            reminder
+                .text
+                .contains("Failing since: 2026-11-22 10:00:00 UTC"),
+            "{}",
+            reminder.text
+        );
+        tx.send(alert(AlertKind::Recovered, "web", clock.now()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(12 * 3600)).await;
+        let all = subjects(&store);
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert_eq!(all[2], "✅ RECOVERED: web - shop");
+        stop.cancel();
+        task.await.unwrap();
     }
 
     #[test]
