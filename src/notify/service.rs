@@ -481,6 +481,13 @@ impl Delivery {
 
     async fn run(self, shutdown: CancellationToken) {
         let channels = self.channels();
+        // The setting a permanent failure named may have been fixed since: one more try each.
+        let now = self.shared.clock.now();
+        match self.shared.store.outbox_requeue_failed(&channels, now - chrono::Duration::days(1), now) {
+            Ok(0) => {}
+            Ok(n) => info!(messages = n, "trying again the messages of the last 24 hours that failed permanently before this start"),
+            Err(e) => error!(error = %format!("{e:#}"), "cannot read the outbox"),
+        }
         loop {
             self.refresh_depth();
             let next = self.shared.store.outbox_next(&channels);

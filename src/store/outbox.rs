@@ -316,6 +316,26 @@ impl Store {
         Ok(())
     }
 
+    /// Gives messages of these channels that failed permanently since `since` one more chance,
+    /// due now (at start: the setting at fault may have been fixed). Returns how many.
+    pub fn outbox_requeue_failed(
+        &self,
+        channels: &[Channel],
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<usize> {
+        let conn = self.conn();
+        let mut n = 0;
+        for channel in channels {
+            n += conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?1
+                 WHERE state = 'failed' AND channel = ?2 AND created_at >= ?3",
+                params![stamp(now), channel.as_str(), stamp(since)],
+            )?;
+        }
+        Ok(n)
+    }
+
     /// Messages per state of one channel.
     pub fn outbox_depth(&self, channel: Channel) -> anyhow::Result<OutboxDepth> {
         let conn = self.conn();
@@ -413,6 +433,16 @@ mod tests {
         store.outbox_mark_failed(id, 1, "535 bad password").unwrap();
         let depth = store.outbox_depth(Channel::Email).unwrap();
         assert_eq!(depth.failed, 1);
+        assert_eq!(
+            store
+                .outbox_requeue_failed(&[Channel::Email], t - chrono::Duration::days(1), t)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store.outbox_next(&[Channel::Email]).unwrap().unwrap().id,
+            id
+        );
         store.set_notify_meta("k", "v").unwrap();
         assert_eq!(store.notify_meta("k").unwrap().as_deref(), Some("v"));
     }
