@@ -81,6 +81,9 @@ impl Application {
         )?;
         let mirror = status.clone();
         notifier.status().on_change(move |n| {
+            mirror
+                .metrics
+                .set_notifier_totals(n.alerts_sent_total, n.alerts_held_total);
             mirror.set_email(crate::status::EmailStatus {
                 configured: n.email.configured,
                 last_error: n

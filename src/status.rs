@@ -484,15 +484,6 @@ pub struct ProbeRunLabels {
     pub result: String,
 }
 
-/// Labels of alert counters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct AlertLabels {
-    /// The component alerted about.
-    pub component: String,
-    /// `critical`, `recovered` or `gave_up`.
-    pub kind: String,
-}
-
 /// Metrics that accumulate between scrapes; gauges are derived from the views at scrape time.
 #[derive(Debug)]
 pub struct Metrics {
@@ -500,10 +491,12 @@ pub struct Metrics {
     pub probe_runs: Family<ProbeRunLabels, Counter>,
     /// Probe run durations, in seconds.
     pub probe_duration: Family<ProbeLabels, Histogram, fn() -> Histogram>,
-    /// Alerts handed to delivery. Hook: the notifiers increment it on each sent alert.
-    pub alerts_sent: Family<AlertLabels, Counter>,
-    /// Alerts held back by the rate limit or a silence. Hook: the notifiers increment it.
-    pub alerts_held: Family<AlertLabels, Counter>,
+    /// Alerts delivered to the outbox, as the notifiers count them.
+    pub alerts_sent: AtomicU64,
+    /// Alerts the notifiers' rate limit held back.
+    pub alerts_held_rate_limit: AtomicU64,
+    /// Alerts the brain did not send because the component was silenced.
+    pub alerts_held_silenced: AtomicU64,
 }
 
 fn duration_histogram() -> Histogram {
@@ -517,8 +510,9 @@ impl Default for Metrics {
         Metrics {
             probe_runs: Family::default(),
             probe_duration: Family::new_with_constructor(duration_histogram),
-            alerts_sent: Family::default(),
-            alerts_held: Family::default(),
+            alerts_sent: AtomicU64::new(0),
+            alerts_held_rate_limit: AtomicU64::new(0),
+            alerts_held_silenced: AtomicU64::new(0),
         }
     }
 }
@@ -547,24 +541,16 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an alert held back (the rate limit, or a silenced component).
-    pub fn alert_held(&self, component: &str, kind: &str) {
-        self.alerts_held
-            .get_or_create(&AlertLabels {
-                component: component.to_string(),
-                kind: kind.to_string(),
-            })
-            .inc();
+    /// Counts an alert the brain held back because its component is silenced.
+    pub fn alert_held(&self, _component: &str, _kind: &str) {
+        self.alerts_held_silenced.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts an alert delivered.
-    pub fn alert_sent(&self, component: &str, kind: &str) {
-        self.alerts_sent
-            .get_or_create(&AlertLabels {
-                component: component.to_string(),
-                kind: kind.to_string(),
-            })
-            .inc();
+    /// Mirrors the notifiers' totals: alerts sent and held back by the rate limit.
+    pub fn set_notifier_totals(&self, sent: u64, held_by_rate_limit: u64) {
+        self.alerts_sent.store(sent, Ordering::Relaxed);
+        self.alerts_held_rate_limit
+            .store(held_by_rate_limit, Ordering::Relaxed);
     }
 }
 

@@ -5,6 +5,8 @@
 //! the brain last published, so a series disappears with its probe or container. Restart totals
 //! come from the durable policy state, so they survive a restart of medic.
 
+use std::sync::atomic::Ordering;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +21,11 @@ use crate::status::{Level, ProbeLabels, Status};
 
 /// The content type of the text format this module writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ComponentLabels {
@@ -175,15 +182,27 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
         "Restarts left in the service's rolling budget window",
         budget_left,
     );
+    let sent = Counter::<u64>::default();
+    sent.inc_by(status.metrics.alerts_sent.load(Ordering::Relaxed));
     registry.register(
         "alerts_sent",
-        "Alerts delivered since medic started",
-        status.metrics.alerts_sent.clone(),
+        "Alert emails and webhook rounds handed to the outbox since medic started",
+        sent,
     );
+    let held = Family::<ReasonLabels, Counter>::default();
+    for (reason, count) in [
+        ("rate_limit", &status.metrics.alerts_held_rate_limit),
+        ("silenced", &status.metrics.alerts_held_silenced),
+    ] {
+        held.get_or_create(&ReasonLabels {
+            reason: reason.into(),
+        })
+        .inc_by(count.load(Ordering::Relaxed));
+    }
     registry.register(
         "alerts_held",
-        "Alerts held back since medic started (rate limit or silenced component)",
-        status.metrics.alerts_held.clone(),
+        "Alerts held back since medic started: by the rate limit (summarised in the next email) or because the component is silenced",
+        held,
     );
     let outbox = Gauge::<i64>::default();
     outbox.set(status.email().outbox_depth.unwrap_or(0) as i64);
