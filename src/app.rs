@@ -55,12 +55,19 @@ impl Application {
                     .unwrap_or_else(|| "medic".into())
             })
         };
+        let components: crate::notify::ComponentNames = {
+            let status = status.clone();
+            Arc::new(move || status.components().keys().cloned().collect())
+        };
         let notifier = crate::notify::spawn(
             notify_settings,
             store.clone(),
-            stack,
+            crate::notify::NotifyContext {
+                stack,
+                components,
+                clock: Arc::new(crate::notify::SystemClock),
+            },
             alerts_rx,
-            Arc::new(crate::notify::SystemClock),
             &tracker,
             shutdown.clone(),
         )?;

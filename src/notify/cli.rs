@@ -81,7 +81,7 @@ pub async fn report(
     let settings = NotifySettings::from_vars(vars).map_err(|e| e.to_string())?;
     let store = Store::open(data_dir).map_err(|e| format!("{e:#}"))?;
     let stack = stack_name(&settings, vars);
-    let built = report::report_from_store(&store, &stack, chrono::Utc::now())
+    let built = report::report_from_store(&store, &stack, chrono::Utc::now(), &[])
         .map_err(|e| format!("cannot read the history: {e:#}"))?;
     let email = report::report_email(&built, settings.tz, settings.public_url.as_deref());
     if send {

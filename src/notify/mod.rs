@@ -21,6 +21,8 @@ pub mod webhook;
 
 pub use email::{Email, MailSettings, Mailer, SendError};
 pub use event::{Alert, AlertKind};
-pub use service::{spawn, Clock, NotifyHandle, StackName, SystemClock, TokioClock};
+pub use service::{
+    spawn, Clock, ComponentNames, NotifyContext, NotifyHandle, StackName, SystemClock, TokioClock,
+};
 pub use settings::{NotifySettings, NOTIFY_VARIABLES};
 pub use status::{ChannelStatus, NotifySnapshot, NotifyStatus};

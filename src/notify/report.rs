@@ -151,19 +151,21 @@ fn restart_component(r: &RestartRecord) -> &str {
     r.service.rsplit('/').next().unwrap_or(&r.service)
 }
 
-/// Builds the report for the 24 hours before `now`. `history` holds lines from at least the
+/// Builds the report for the 24 hours before `now`. `known` names components watched now (a
+/// quiet one has a row too); `history` holds lines from at least the
 /// window (older lines only add components), `down_before` each component's last alert before
 /// the window (`alert_critical`: it was down as the window began).
 pub fn build_report(
     stack: &str,
     now: DateTime<Utc>,
+    known: &[String],
     history: &[HistoryRow],
     down_before: &[(String, String)],
     restarts: &[RestartRecord],
     runs: &[CheckRun],
 ) -> Report {
     let from = now - Duration::hours(24);
-    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut names: BTreeSet<String> = known.iter().cloned().collect();
     names.extend(history.iter().map(|h| h.component.clone()));
     names.extend(down_before.iter().map(|(c, _)| c.clone()));
     names.extend(restarts.iter().map(|r| restart_component(r).to_string()));
@@ -329,7 +331,12 @@ fn details_note(details: Option<&str>) -> String {
 }
 
 /// Reads the last 24 hours from the store and builds the report.
-pub fn report_from_store(store: &Store, stack: &str, now: DateTime<Utc>) -> anyhow::Result<Report> {
+pub fn report_from_store(
+    store: &Store,
+    stack: &str,
+    now: DateTime<Utc>,
+    known: &[String],
+) -> anyhow::Result<Report> {
     let from = now - Duration::hours(24);
     // A week of history names the components that had a quiet day too.
     let history = store.history_since(now - Duration::days(7))?;
@@ -339,9 +346,19 @@ pub fn report_from_store(store: &Store, stack: &str, now: DateTime<Utc>) -> anyh
     if let Err(e) = store.prune_check_runs(now - Duration::days(8)) {
         tracing::warn!(error = %format!("{e:#}"), "cannot prune old probe runs");
     }
+    // Services medic ever restarted (`project/service`) are components too.
+    let mut known = known.to_vec();
+    if let Ok(services) = store.load_services() {
+        known.extend(
+            services
+                .keys()
+                .map(|k| k.rsplit('/').next().unwrap_or(k).to_string()),
+        );
+    }
     Ok(build_report(
         stack,
         now,
+        &known,
         &history,
         &down_before,
         &restarts,
@@ -603,7 +620,15 @@ mod tests {
             error: Some("token not found".into()),
             details: None,
         }];
-        let r = build_report("shop", now, &history, &[], &restarts, &runs);
+        let r = build_report(
+            "shop",
+            now,
+            &["quiet".to_string()],
+            &history,
+            &[],
+            &restarts,
+            &runs,
+        );
         let get = |n: &str| r.components.iter().find(|c| c.name == n).unwrap();
         let web = get("web");
         assert_eq!(
@@ -623,6 +648,11 @@ mod tests {
         assert_eq!(db.status, "failing");
         assert_eq!(db.downtime_secs, 7200);
         assert_eq!(db.held_back, 1);
+        let quiet = get("quiet");
+        assert_eq!(
+            (quiet.status.as_str(), quiet.uptime_percent),
+            ("healthy", 100.0)
+        );
         let cache = get("cache");
         assert_eq!((cache.failures, cache.uptime_percent), (0, 100.0));
         assert_eq!(r.overall, Overall::Critical);
@@ -646,6 +676,7 @@ mod tests {
         let r = build_report(
             "shop",
             now,
+            &[],
             &history,
             &[("web".into(), "alert_critical".into())],
             &[],

@@ -84,6 +84,19 @@ impl Clock for TokioClock {
 /// the notifier starts).
 pub type StackName = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Gives the components watched now, so the daily report has a row for quiet ones too.
+pub type ComponentNames = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+/// What the notifier asks of the rest of medic.
+pub struct NotifyContext {
+    /// The stack's name, at the time of sending.
+    pub stack: StackName,
+    /// The components watched now.
+    pub components: ComponentNames,
+    /// Where time comes from ([`SystemClock`] in the daemon).
+    pub clock: Arc<dyn Clock>,
+}
+
 /// What the rest of medic holds of the notifier: its status and the report button.
 #[derive(Clone)]
 pub struct NotifyHandle {
@@ -119,6 +132,8 @@ pub(crate) struct Shared {
     pub status: Arc<NotifyStatus>,
     pub clock: Arc<dyn Clock>,
     pub stack: StackName,
+    /// The components watched now.
+    pub components: ComponentNames,
     /// Wakes the delivery loop when the outbox has something new.
     pub wake: Arc<Notify>,
 }
@@ -140,9 +155,8 @@ impl Shared {
 pub fn spawn(
     settings: NotifySettings,
     store: Arc<Store>,
-    stack: StackName,
+    context: NotifyContext,
     alerts: mpsc::Receiver<Alert>,
-    clock: Arc<dyn Clock>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<NotifyHandle, ConfigError> {
@@ -161,8 +175,9 @@ pub fn spawn(
         settings: Arc::new(settings),
         store,
         status: status.clone(),
-        clock,
-        stack,
+        clock: context.clock,
+        stack: context.stack,
+        components: context.components,
         wake: Arc::new(Notify::new()),
     };
     let rounds = Rounds::new(shared.clone());
@@ -628,8 +643,13 @@ impl ReportTask {
             return Err("email is not configured: set MAIL_SERVER and ADMIN_EMAIL".into());
         }
         let now = self.shared.clock.now();
-        let built = report::report_from_store(&self.shared.store, &(self.shared.stack)(), now)
-            .map_err(|e| format!("cannot read the history for the report: {e:#}"))?;
+        let built = report::report_from_store(
+            &self.shared.store,
+            &(self.shared.stack)(),
+            now,
+            &(self.shared.components)(),
+        )
+        .map_err(|e| format!("cannot read the history for the report: {e:#}"))?;
         let email = report::report_email(
             &built,
             self.shared.settings.tz,
@@ -677,6 +697,7 @@ mod tests {
             status: Arc::new(NotifyStatus::default()),
             clock,
             stack: Arc::new(|| "shop".to_string()),
+            components: Arc::new(Vec::new),
             wake: Arc::new(Notify::new()),
         }
     }
