@@ -107,8 +107,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints a one-shot command's answer: stdout and exit 0, or stderr and exit 1.
-fn print_outcome(outcome: Result<String, String>) -> ExitCode {
+/// Prints a one-shot command's answer: stdout and exit 0, or stderr and exit 1 (2 for bad
+/// configuration).
+fn print_outcome(outcome: Result<String, medic::notify::cli::CliError>) -> ExitCode {
     match outcome {
         Ok(text) => {
             println!("{}", text.trim_end());
@@ -116,7 +117,10 @@ fn print_outcome(outcome: Result<String, String>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("medic: {e}");
-            ExitCode::FAILURE
+            match e {
+                medic::notify::cli::CliError::Config(_) => ExitCode::from(2),
+                medic::notify::cli::CliError::Failed(_) => ExitCode::FAILURE,
+            }
         }
     }
 }

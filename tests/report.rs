@@ -133,6 +133,17 @@ fn the_report_of_a_known_day_has_the_right_figures() {
         "{text}"
     );
     assert!(text.contains("Times are in Europe/Berlin"));
+
+    // A bad setting is a configuration error: exit 2, naming the variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .arg("report")
+        .env_clear()
+        .env("MEDIC_DATA_DIR", dir.path())
+        .env("TZ", "Mars/Olympus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TZ=\"Mars/Olympus\" is invalid"));
 }
 
 #[test]

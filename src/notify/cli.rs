@@ -22,16 +22,45 @@ pub fn stack_name(settings: &NotifySettings, vars: &HashMap<String, String>) -> 
         .unwrap_or_else(|| "medic".to_string())
 }
 
+/// Why a command failed: bad configuration (exit 2, like every command) or the work itself
+/// (exit 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// A variable is invalid; the text names it.
+    Config(String),
+    /// Not sent, not readable, not configured: the text says why.
+    Failed(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Config(e) => write!(f, "invalid configuration: {e}"),
+            CliError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<String> for CliError {
+    fn from(e: String) -> CliError {
+        CliError::Failed(e)
+    }
+}
+
+fn settings(vars: &HashMap<String, String>) -> Result<NotifySettings, CliError> {
+    NotifySettings::from_vars(vars).map_err(|e| CliError::Config(e.to_string()))
+}
+
 fn mailer(settings: &NotifySettings) -> Result<Mailer, String> {
     let mail = settings.mail.as_ref().ok_or_else(|| {
         "email is not configured: set MAIL_SERVER and ADMIN_EMAIL (see docs/email.md)".to_string()
     })?;
-    Mailer::new(mail).map_err(|e| e.to_string())
+    Mailer::new(mail).map_err(|e| format!("invalid configuration: {e}"))
 }
 
 /// Sends one test email to the recipients. `Ok` says where it went.
-pub async fn test_email(vars: &HashMap<String, String>) -> Result<String, String> {
-    let settings = NotifySettings::from_vars(vars).map_err(|e| e.to_string())?;
+pub async fn test_email(vars: &HashMap<String, String>) -> Result<String, CliError> {
+    let settings = settings(vars)?;
     let mailer = mailer(&settings)?;
     let stack = stack_name(&settings, vars);
     let now = chrono::Utc::now();
@@ -77,8 +106,8 @@ pub async fn report(
     data_dir: &Path,
     send: bool,
     output: ReportOutput,
-) -> Result<String, String> {
-    let settings = NotifySettings::from_vars(vars).map_err(|e| e.to_string())?;
+) -> Result<String, CliError> {
+    let settings = settings(vars)?;
     let store = Store::open(data_dir).map_err(|e| format!("{e:#}"))?;
     let stack = stack_name(&settings, vars);
     let built = report::report_from_store(&store, &stack, chrono::Utc::now(), &[])

@@ -99,7 +99,12 @@ impl NotifySettings {
         };
         let tz = match get("TZ") {
             None => Tz::UTC,
-            Some((var, v)) => v.trim_start_matches(':').parse::<Tz>().map_err(|_| {
+            // The POSIX file form (`:/etc/localtime`) names no zone medic can read.
+            Some((_, v)) if v.starts_with(':') || v.starts_with('/') => {
+                tracing::warn!(tz = %v, "TZ names a file, not a zone: times are shown in UTC; set TZ=Europe/Berlin (an IANA name) instead");
+                Tz::UTC
+            }
+            Some((var, v)) => v.parse::<Tz>().map_err(|_| {
                 invalid(
                     var,
                     v,
