@@ -70,6 +70,27 @@ fn known_history(dir: &Path) {
     }
 }
 
+/// Runs headless Chromium (as root it needs --no-sandbox); returns stdout.
+fn chromium(args: &[&str]) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .args(args)
+        .output()
+        .expect("chromium must be installed: scripts/testenv.sh up installs Debian's");
+    assert!(
+        out.status.success(),
+        "chromium {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn medic(data: &Path, vars: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_medic"))
         .args(args)
@@ -161,25 +182,6 @@ fn the_html_report_renders_legibly_in_chromium() {
     std::fs::write(&page, &html).unwrap();
     let screenshot = artifacts().join("daily-report.png");
     let _ = std::fs::remove_file(&screenshot);
-    let chromium = |args: &[&str]| {
-        let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--hide-scrollbars",
-            ])
-            .args(args)
-            .output()
-            .expect("chromium must be installed: scripts/testenv.sh up installs Debian's");
-        assert!(
-            out.status.success(),
-            "chromium {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let url = format!("file://{}", page.display());
     chromium(&[
         &format!("--screenshot={}", screenshot.display()),
@@ -292,4 +294,61 @@ fn medic_report_send_delivers_through_smtp() {
     let (ok, _, err) = medic(dir.path(), &[], &["test-email"]);
     assert!(!ok);
     assert!(err.contains("email is not configured"), "{err}");
+}
+
+/// A CRITICAL email's HTML, as a mail client would show it: kept as an artifact and checked.
+#[test]
+fn the_critical_email_renders_legibly_in_chromium() {
+    use medic::notify::render::{alert_email, AlertItem, RenderContext};
+    use medic::notify::{Alert, AlertKind};
+    let at = Utc::now();
+    let item = AlertItem {
+        alert: Alert {
+            kind: AlertKind::Critical,
+            component: "upload".into(),
+            check: "upload-pipeline".into(),
+            check_type: "upload".into(),
+            status: "failing".into(),
+            error: Some("step poll: the document was not processed within 60s".into()),
+            consecutive_failures: 3,
+            action: "restarted shop-worker-1".into(),
+            at,
+        },
+        held: Default::default(),
+        reminder: false,
+        outage_since: None,
+    };
+    let ctx = RenderContext {
+        stack: "shop".into(),
+        tz: chrono_tz::Europe::Berlin,
+        public_url: Some("https://medic.example.com".into()),
+        alert_interval: Duration::from_secs(3600),
+        now: at,
+    };
+    let email = alert_email(&[item], &ctx);
+    assert_eq!(email.subject, "🚨 CRITICAL: upload failure - shop");
+    let page = artifacts().join("alert-critical.html");
+    std::fs::write(&page, email.html.unwrap()).unwrap();
+    let screenshot = artifacts().join("alert-critical.png");
+    let url = format!("file://{}", page.display());
+    chromium(&[
+        &format!("--screenshot={}", screenshot.display()),
+        "--window-size=800,1000",
+        &url,
+    ]);
+    assert!(std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 10_000));
+    let dom = chromium(&["--dump-dom", &url]);
+    for text in [
+        "Time of failure",
+        "Actions taken",
+        "restarted shop-worker-1",
+        "Recommended manual actions",
+        "worker",
+        "Open the status page",
+    ] {
+        assert!(
+            dom.contains(text),
+            "{text:?} missing from the rendered email"
+        );
+    }
 }
