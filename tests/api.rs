@@ -689,3 +689,25 @@ fn the_status_page_shows_every_component_in_chromium() {
     assert!(!dom.contains("hunter2"));
     drop(listener);
 }
+
+#[test]
+fn docker_unreachable_is_degraded_not_a_failed_health_check() {
+    // An engine that went away: nothing listens on the port.
+    let medic = Medic::start(&[
+        ("DOCKER_HOST", &format!("tcp://127.0.0.1:{}", closed_port())),
+        ("MEDIC_PROJECT", "nothing"),
+    ]);
+    let addr = medic.addr();
+    wait_for("the engine error reported", Duration::from_secs(20), || {
+        detailed(&addr, None)["docker"]["error"].is_string()
+    });
+    // Load balancers keep medic: it is fine and keeps retrying.
+    let (status, body) = http_get(&addr, "/health");
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"healthy"}"#));
+    let d = detailed(&addr, None);
+    assert_eq!(d["status"], "degraded", "{d:#}");
+    assert_eq!(d["docker"]["reachable"], false);
+    let m = scrape(&addr);
+    assert_eq!(m.value("medic_docker_reachable", &[]), Some(0.0));
+    assert_eq!(m.value("medic_up", &[]), Some(1.0));
+}
