@@ -503,7 +503,16 @@ impl Delivery {
             Ok(n) => info!(messages = n, "trying again the messages of the last 24 hours that failed permanently before this start"),
             Err(e) => error!(error = %format!("{e:#}"), "cannot read the outbox"),
         }
+        let mut pruned_at: Option<tokio::time::Instant> = None;
         loop {
+            if pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                // Delivered messages are kept a month, for questions like "was it sent?".
+                let month_ago = self.shared.clock.now() - chrono::Duration::days(30);
+                if let Err(e) = self.shared.store.outbox_prune_sent(month_ago) {
+                    warn!(error = %format!("{e:#}"), "cannot prune the outbox");
+                }
+                pruned_at = Some(tokio::time::Instant::now());
+            }
             self.refresh_depth();
             let next = self.shared.store.outbox_next(&channels);
             let wait = match next {

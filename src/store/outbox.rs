@@ -336,6 +336,14 @@ impl Store {
         Ok(n)
     }
 
+    /// Forgets delivered messages older than `before`; failed and pending ones stay.
+    pub fn outbox_prune_sent(&self, before: DateTime<Utc>) -> anyhow::Result<usize> {
+        Ok(self.conn().execute(
+            "DELETE FROM outbox WHERE state = 'sent' AND created_at < ?1",
+            params![stamp(before)],
+        )?)
+    }
+
     /// Messages per state of one channel.
     pub fn outbox_depth(&self, channel: Channel) -> anyhow::Result<OutboxDepth> {
         let conn = self.conn();
@@ -429,6 +437,13 @@ mod tests {
         assert!(store.outbox_next(&[Channel::Email]).unwrap().is_none());
         let depth = store.outbox_depth(Channel::Email).unwrap();
         assert_eq!((depth.pending, depth.sent, depth.failed), (0, 1, 0));
+        assert_eq!(store.outbox_prune_sent(t).unwrap(), 0);
+        assert_eq!(
+            store
+                .outbox_prune_sent(t + chrono::Duration::days(31))
+                .unwrap(),
+            1
+        );
         let id = store.outbox_enqueue(t, &message("two")).unwrap();
         store.outbox_mark_failed(id, 1, "535 bad password").unwrap();
         let depth = store.outbox_depth(Channel::Email).unwrap();
