@@ -424,7 +424,7 @@ impl Rounds {
         match self.shared.store.commit_round(now, &commit) {
             Ok(_) => {
                 if sent > 0 {
-                    self.shared.status.add_alerts_sent(1);
+                    self.shared.status.add_alerts_sent(items.len() as u64);
                     self.shared.wake.notify_one();
                 }
             }

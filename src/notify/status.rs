@@ -45,7 +45,7 @@ pub struct NotifySnapshot {
     pub email: ChannelStatus,
     /// Webhooks.
     pub webhook: ChannelStatus,
-    /// Alert emails/webhook rounds written to the outbox since medic started.
+    /// Alerts written to the outbox (in an email or webhook) since medic started.
     pub alerts_sent_total: u64,
     /// Alerts the rate limit held back since medic started.
     pub alerts_held_total: u64,

@@ -126,3 +126,71 @@ pub async fn post(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::event::{Alert, AlertKind};
+    use crate::notify::limiter::HeldBack;
+
+    fn items() -> Vec<AlertItem> {
+        vec![AlertItem {
+            alert: Alert {
+                kind: AlertKind::Critical,
+                component: "web".into(),
+                check: "docker".into(),
+                check_type: "docker".into(),
+                status: "unhealthy".into(),
+                error: Some("down".into()),
+                consecutive_failures: 1,
+                action: "restarted shop-web-1".into(),
+                at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            },
+            held: HeldBack {
+                critical: 2,
+                ..Default::default()
+            },
+            reminder: false,
+            outage_since: None,
+        }]
+    }
+
+    fn ctx() -> RenderContext {
+        RenderContext {
+            stack: "shop".into(),
+            tz: chrono_tz::UTC,
+            public_url: Some("https://medic.example.com".into()),
+            alert_interval: Duration::from_secs(3600),
+            now: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_json_body_carries_every_alert_field() {
+        let v = body(&items(), &ctx(), WebhookFormat::Json);
+        assert_eq!(v["summary"], "🚨 CRITICAL: web failure - shop");
+        assert_eq!(v["stack"], "shop");
+        let a = &v["alerts"][0];
+        assert_eq!(a["kind"], "critical");
+        assert_eq!(a["component"], "web");
+        assert_eq!(a["action"], "restarted shop-web-1");
+        assert_eq!(a["held_back"]["critical"], 2);
+        assert!(a["recommended_actions"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()));
+    }
+
+    #[test]
+    fn the_slack_body_has_text_and_blocks() {
+        let v = body(&items(), &ctx(), WebhookFormat::Slack);
+        assert_eq!(v["text"], "🚨 CRITICAL: web failure - shop");
+        assert_eq!(v["blocks"][0]["type"], "header");
+        let section = v["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(section.contains("*web* — unhealthy"), "{section}");
+        assert!(section.contains("2 CRITICAL"), "{section}");
+        assert_eq!(
+            v["blocks"][2]["elements"][0]["text"],
+            "<https://medic.example.com/|Status page>"
+        );
+    }
+}
