@@ -909,6 +909,27 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// An alert received just before a SIGKILL (in the inbox, its round not committed) is sent
+    /// after the restart.
+    #[tokio::test(start_paused = true)]
+    async fn alerts_left_in_the_inbox_by_a_crash_are_sent_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let json = serde_json::to_string(&alert(AlertKind::Critical, "web", t0)).unwrap();
+        store.inbox_push(t0, &json).unwrap();
+        let clock = Arc::new(TokioClock::starting_at(t0));
+        let rounds = Rounds::new(shared(store.clone(), settings(&[]), clock));
+        let (_tx, rx) = mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(rounds.run(rx, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(subjects(&store), vec!["🚨 CRITICAL: web failure - shop"]);
+        assert!(store.inbox_pending().unwrap().is_empty());
+        stop.cancel();
+        task.await.unwrap();
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_limit() {
         let max = Duration::from_secs(300);
