@@ -653,3 +653,62 @@ fn slack_webhooks_carry_the_alerts_and_are_retried() {
     });
     assert!(!medic.dump().contains("secret-hook-token"));
 }
+
+/// A synthetic probe (exec, from labels) that fails past its threshold: the CRITICAL names the
+/// probe, says what medic did and recommends actions that fit an exec probe.
+#[test]
+fn a_failing_probe_raises_a_critical_with_actions_for_its_type() {
+    let run = TestRun::new("alertprobe");
+    let rcpt = unique_rcpt("probe");
+    let stack = format!("stack-{}", run.id);
+    let mut vars = plain_mail(&rcpt);
+    vars.extend([
+        ("MEDIC_PROJECT".to_string(), run.id.clone()),
+        ("MEDIC_STACK_NAME".into(), stack.clone()),
+        ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
+    ]);
+    let medic = start_medic(&vars);
+    let worker = run.container(
+        "worker",
+        &[
+            ("com.docker.compose.project", run.id.as_str()),
+            ("com.docker.compose.service", "worker"),
+            ("medic.probe.alive.type", "exec"),
+            ("medic.probe.alive.command", "test -f /tmp/alive"),
+            ("medic.probe.alive.interval", "1s"),
+            ("medic.probe.alive.timeout", "5s"),
+            ("medic.probe.alive.failure_threshold", "2"),
+        ],
+        &["--network", "none"],
+    );
+    let mails = wait_mails(&plain_dir(), &rcpt, Duration::from_secs(60), &medic, |m| {
+        count(m, "🚨 CRITICAL") >= 1
+    });
+    let critical = &mails[0];
+    assert_eq!(
+        critical.subject,
+        format!("🚨 CRITICAL: worker failure - {stack}")
+    );
+    assert!(
+        critical.text.contains("Check:      probe alive (exec)"),
+        "{}",
+        critical.text
+    );
+    assert!(
+        critical.text.contains("Consecutive failures: 2"),
+        "{}",
+        critical.text
+    );
+    assert!(
+        critical
+            .text
+            .contains(&format!("Actions taken: restarted {worker}")),
+        "{}",
+        critical.text
+    );
+    assert!(
+        critical.text.contains("docker compose exec worker"),
+        "exec-specific advice: {}",
+        critical.text
+    );
+}
