@@ -193,22 +193,38 @@ pub fn recommended_actions(alert: &Alert) -> Vec<String> {
     out
 }
 
+/// One alert as the template and the text body show it: every value already formatted.
 #[derive(Serialize)]
 struct ItemView {
+    /// 🚨, ✅ or ⛔.
     emoji: &'static str,
+    /// `CRITICAL`, `RECOVERED` or `GAVE UP`.
     kind: &'static str,
+    /// The heading's colour.
     color: &'static str,
+    /// The component.
     component: String,
+    /// Its status in a few words.
     status: String,
+    /// `Docker HEALTHCHECK` or `probe <name> (<type>)`; empty when unknown.
     check: String,
+    /// The error details.
     error: Option<String>,
+    /// What the time is: `Time of failure`, `Recovered at`, ...
     time_label: &'static str,
+    /// The time, in `TZ`.
     time: String,
+    /// How long the outage lasted (RECOVERED) or has lasted (reminders).
     outage: Option<String>,
+    /// Consecutive failures when raised.
     consecutive: u32,
+    /// What medic did.
     action: String,
+    /// What a person should do.
     recommended: Vec<String>,
+    /// The held-back summary.
     held: Option<String>,
+    /// True for a reminder.
     reminder: bool,
 }
 

@@ -446,12 +446,18 @@ pub fn report_email(report: &Report, tz: Tz, public_url: Option<&str>) -> Email 
         env!("CARGO_PKG_VERSION")
     ));
 
+    /// One component's row as the template shows it.
     #[derive(Serialize)]
     struct Row<'a> {
+        /// The figures.
         c: &'a ComponentReport,
+        /// `420 ms` or `—`.
         latency: String,
+        /// `97.92%`.
         uptime: String,
+        /// The status word's colour.
         status_color: &'static str,
+        /// The strip: (colour, `08:00 down`) per hour.
         cells: Vec<(&'static str, String)>,
     }
     let rows: Vec<Row> = report

@@ -127,10 +127,15 @@ impl NotifyHandle {
 /// Everything the tasks share.
 #[derive(Clone)]
 pub(crate) struct Shared {
+    /// The notifiers' settings.
     pub settings: Arc<NotifySettings>,
+    /// The outbox, inbox, limits and history.
     pub store: Arc<Store>,
+    /// What `/health/detailed` reads.
     pub status: Arc<NotifyStatus>,
+    /// Where time comes from.
     pub clock: Arc<dyn Clock>,
+    /// The stack's name.
     pub stack: StackName,
     /// The components watched now.
     pub components: ComponentNames,
@@ -198,6 +203,7 @@ pub fn spawn(
 
 /// Turns alerts into rounds and rounds into outbox messages.
 pub(crate) struct Rounds {
+    /// Settings, store, status, clock.
     shared: Shared,
     /// Rate-limit state per component, mirrored in the store.
     limits: HashMap<String, LimitState>,
@@ -469,8 +475,11 @@ pub fn backoff(attempts: u32, max: Duration) -> Duration {
 
 /// Delivers the outbox.
 struct Delivery {
+    /// Settings, store, status, clock.
     shared: Shared,
+    /// SMTP, when configured.
     mailer: Option<Mailer>,
+    /// For webhooks; reuses connections.
     http: reqwest::Client,
 }
 
@@ -605,6 +614,7 @@ impl Delivery {
 
 /// Schedules and builds the daily report.
 pub(crate) struct ReportTask {
+    /// Settings, store, status, clock.
     pub(crate) shared: Shared,
 }
 
