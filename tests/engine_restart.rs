@@ -19,6 +19,8 @@ use common::{docker_ok, wait_for, Medic, TestRun};
 struct SecondEngine {
     dir: PathBuf,
     socket: String,
+    /// A bridge interface of its own (the test's containers use no network at all).
+    bridge: String,
     /// The running dockerd, reaped when it stops.
     process: std::sync::Mutex<Option<std::process::Child>>,
 }
@@ -26,7 +28,14 @@ struct SecondEngine {
 impl SecondEngine {
     fn start(dir: &Path) -> SecondEngine {
         std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+        let bridge = format!("medicdk{}", std::process::id() % 100_000);
+        let status = Command::new("ip")
+            .args(["link", "add", &bridge, "type", "bridge"])
+            .status()
+            .expect("iproute2's ip command");
+        assert!(status.success(), "cannot create the bridge {bridge}");
         let engine = SecondEngine {
+            bridge,
             dir: dir.to_path_buf(),
             socket: format!("unix://{}/docker.sock", dir.display()),
             process: std::sync::Mutex::new(None),
@@ -56,7 +65,14 @@ impl SecondEngine {
             .arg("--pidfile")
             .arg(d.join("docker.pid"))
             .args(["-H", &self.socket])
-            .args(["--bridge", "none", "--iptables=false", "--ip-masq=false"])
+            // Its own bridge: with `--bridge none` dockerd deletes the host's docker0, which
+            // belongs to the machine's engine.
+            .args([
+                "--bridge",
+                &self.bridge,
+                "--iptables=false",
+                "--ip-masq=false",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -85,6 +101,9 @@ impl Drop for SecondEngine {
             let _ = common::docker_at(self.host(), &["rm", "-f", id]);
         }
         self.down();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
         // dockerd bind-mounts its data root onto itself and leaves it mounted.
         let _ = Command::new("umount")
             .args(["-R", "-l"])
