@@ -4,6 +4,7 @@
 #   bench/http.sh                 release build, 100 components, paced and unpaced runs
 #   BENCH_DURATION=20s bench/http.sh
 #   BENCH_NO_BUILD=1 bench/http.sh    use target/release/medic as it is
+#   BENCH_INTERVAL=1h bench/http.sh   probes (nearly) idle during the runs
 #
 # medic runs from target/release with 100 tcp probes (50 passing against medic's own port, 50
 # failing against a closed port, so half the components carry errors and step details), and
@@ -17,6 +18,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DURATION="${BENCH_DURATION:-10s}"
+INTERVAL="${BENCH_INTERVAL:-5s}"  # each probe's interval: 100 probes every 5 s = 20 runs/s
 COMPONENTS=100
 
 command -v wrk >/dev/null || { echo "bench/http.sh needs wrk: apt-get install -y wrk" >&2; exit 1; }
@@ -39,7 +41,7 @@ CLOSED="$(free_port)"
   echo "probes:"
   for i in $(seq 1 "$COMPONENTS"); do
     if ((i % 2)); then target="$PORT"; else target="$CLOSED"; fi
-    printf '  c%03d:\n    type: tcp\n    host: 127.0.0.1\n    port: %s\n    interval: 5s\n    timeout: 1s\n' "$i" "$target"
+    printf '  c%03d:\n    type: tcp\n    host: 127.0.0.1\n    port: %s\n    interval: %s\n    timeout: 1s\n' "$i" "$target" "$INTERVAL"
   done
 } >"$WORK/medic.yaml"
 

@@ -108,12 +108,31 @@ impl Application {
             token: crate::api::token_from_env()?,
             report: Some(Arc::new(notifier)),
         });
+        // The HTTP server gets its own runtime and threads: the supervisor's store writes are
+        // synchronous and briefly hold a worker of the main runtime, which showed as a
+        // millisecond tail on /health (docs/http.md, Performance). Load balancers should not
+        // wait for the brain.
+        let listener = listener.into_std()?;
+        let http_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("medic-http")
+            .enable_all()
+            .build()
+            .context("cannot start the HTTP server's runtime")?;
         let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "the HTTP server failed");
-            }
+        tracker.spawn_blocking(move || {
+            http_runtime.block_on(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => axum::serve(listener, app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the HTTP server failed");
+                }
+            });
         });
         tracker.close();
         info!(listen = %local_addr, data = %store.path().display(), "medic is running");
