@@ -20,6 +20,40 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// (subject, text body) of every message the SMTP server stored for `rcpt`.
+fn mails_to(dir: &std::path::Path, rcpt: &str) -> Vec<(String, String)> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let Ok(json) = std::fs::read_to_string(&path)
+            .map_err(|_| ())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|_| ()))
+        else {
+            continue;
+        };
+        let to_me = json["rcpt_tos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v.as_str() == Some(rcpt));
+        if !to_me {
+            continue;
+        }
+        let data = json["data"].as_str().unwrap_or_default();
+        if let Some(m) = mail_parser::MessageParser::default().parse(data.as_bytes()) {
+            out.push((
+                m.subject().unwrap_or_default().to_string(),
+                m.body_text(0).map(|t| t.to_string()).unwrap_or_default(),
+            ));
+        }
+    }
+    out
+}
+
 /// The shipped compose files, run under a test project with the E2E_* variables set.
 struct Stack {
     project: String,
@@ -177,6 +211,61 @@ fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
     wait_for("the probe passes again", Duration::from_secs(60), || {
         logs().contains("probe passes again")
     });
+
+    // People were told: CRITICAL with the restart under actions taken, then RECOVERED.
+    let smtp_dir = std::path::PathBuf::from(env("MEDIC_TEST_SMTP_DIR", ".testenv/smtp/plain"));
+    let told = || {
+        let subjects: Vec<String> = mails_to(&smtp_dir, &admin)
+            .into_iter()
+            .map(|m| m.0)
+            .collect();
+        subjects
+            .iter()
+            .any(|s| s.starts_with("🚨 CRITICAL: worker"))
+            && subjects
+                .iter()
+                .any(|s| s.starts_with("✅ RECOVERED: worker"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !told() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CRITICAL and RECOVERED emails to {admin}; got {:?}\n{}",
+            mails_to(&smtp_dir, &admin),
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mails = mails_to(&smtp_dir, &admin);
+    let critical = mails
+        .iter()
+        .find(|m| m.0.starts_with("🚨 CRITICAL"))
+        .unwrap();
+    assert!(
+        critical.0.ends_with(&format!("- {}", run.id)),
+        "{}",
+        critical.0
+    );
+    assert!(
+        critical.1.contains("restarted"),
+        "actions taken name the restart:\n{}",
+        critical.1
+    );
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.0.starts_with("🚨 CRITICAL"))
+            .count(),
+        1,
+        "one CRITICAL email"
+    );
+
+    // Dashboards see the restart.
+    let (status, body) = common::http_get(&format!("127.0.0.1:{medic_port}"), "/health/detailed");
+    assert_eq!(status, 200, "{body}");
+    let detailed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let restarts = &detailed["components"]["worker"]["restarts"];
+    assert!(restarts["count_24h"].as_u64().unwrap_or(0) >= 1, "{body}");
 
     // docker-compose down: every container goes, medic included, and none comes back.
     stack.ok(&["down", "-t", "2"]);
