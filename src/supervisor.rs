@@ -34,6 +34,10 @@ use crate::scheduler::{ProbeReport, Scheduler};
 use crate::status::{DockerStatus, Status};
 use crate::store::{RestartRecord, Store};
 
+/// How often, at most, the brain publishes its views for the API: 100 probes reporting in the
+/// same second rebuild the views a few times, not 100 times.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
 /// How long events caused by medic's own restart of a container are not taken for an operator's.
 const OWN_RESTART_ECHO: Duration = Duration::from_secs(15);
 
@@ -144,6 +148,10 @@ pub fn spawn(
         },
         last_probes: HashMap::new(),
         silenced: store.load_silences()?,
+        last_publish: tokio::time::Instant::now()
+            .checked_sub(PUBLISH_EVERY)
+            .unwrap_or_else(tokio::time::Instant::now),
+        publish_due: None,
         containers: Vec::new(),
         healing: settings.healing.clone(),
         services: store.load_services()?,
@@ -334,6 +342,10 @@ struct Brain {
     last_probes: HashMap<String, ProbeReport>,
     /// Silenced components and until when (persisted).
     silenced: HashMap<String, Instant>,
+    /// When the views were last published.
+    last_publish: tokio::time::Instant,
+    /// A publish held back by [`PUBLISH_EVERY`], due then.
+    publish_due: Option<tokio::time::Instant>,
     /// Every watched container as last listed, to find the containers of a service.
     containers: Vec<Container>,
     healing: HealingSettings,
@@ -386,8 +398,15 @@ impl Brain {
     ) {
         let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
         loop {
+            let publish_due = self.publish_due;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = async {
+                    match publish_due {
+                        Some(due) => tokio::time::sleep_until(due).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 _ = heartbeat.tick() => self.beat(),
                 changed = self.scope_rx.changed() => {
                     if changed.is_ok() {
@@ -405,8 +424,25 @@ impl Brain {
                     Some(Message::RestartDone(done)) => self.on_restart_done(done),
                 },
             }
-            self.publish();
+            self.publish_soon();
         }
+    }
+
+    /// Publishes now if the last publish is old enough, else schedules one.
+    fn publish_soon(&mut self) {
+        let now = tokio::time::Instant::now();
+        if now >= self.last_publish + PUBLISH_EVERY {
+            self.publish_now();
+        } else if self.publish_due.is_none() {
+            self.publish_due = Some(self.last_publish + PUBLISH_EVERY);
+        }
+    }
+
+    /// Publishes now (an operator's command is shown at once).
+    fn publish_now(&mut self) {
+        self.publish();
+        self.last_publish = tokio::time::Instant::now();
+        self.publish_due = None;
     }
 
     /// Publishes every component's view for the API.
@@ -530,6 +566,7 @@ impl Brain {
                         self.silenced.remove(&component);
                     }
                 }
+                self.publish_now();
                 let _ = reply.send(Ok(until));
             }
         }
