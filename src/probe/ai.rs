@@ -6,12 +6,13 @@
 //!   `x-goog-api-key` header, never in the URL, where error texts and proxies would show it.
 //!
 //! The reply body is read by chunks up to 1 MiB, so a provider (or a proxy) that answers with
-//! megabytes of garbage fails cleanly. An expired key (401/403), quota (429) and provider errors
+//! megabytes of garbage fails cleanly; of an error reply only the start is read, so its status
+//! is what the message says. An expired key (401/403), quota (429) and provider errors
 //! (5xx) each get a message that says which; the key itself never appears in any of them.
 
 use serde_json::{json, Value};
 
-use super::http::{describe, read_bounded, snippet, MAX_BODY};
+use super::http::{describe, parse_json, read_bounded, read_prefix, snippet, ERROR_BODY, MAX_BODY};
 use super::spec::{AiProvider, AiSettings};
 use super::{Failure, ProbeContext, Recorder};
 
@@ -68,10 +69,11 @@ pub(crate) async fn run(s: &AiSettings, ctx: &ProbeContext, rec: &Recorder) -> R
             let response = request.send().await.map_err(describe)?;
             let status = response.status();
             rec.detail("status", status.as_u16());
-            let reply = read_bounded(response, MAX_BODY).await?;
             if !status.is_success() {
-                return Err(explain_status(status, &reply));
+                let body = read_prefix(response, ERROR_BODY).await;
+                return Err(explain_status(status, &body));
             }
+            let reply = read_bounded(response, MAX_BODY).await?;
             Ok::<_, String>((status, reply))
         })
         .await?;
@@ -104,6 +106,7 @@ fn explain_status(status: reqwest::StatusCode, body: &[u8]) -> String {
         404 => "the model or the URL does not exist",
         429 => "rate limited or out of quota",
         500..=599 => "the provider failed",
+        100..=399 => "the provider answered without a reply",
         _ => "the provider rejected the request",
     };
     let message = serde_json::from_slice::<Value>(body)
@@ -124,8 +127,7 @@ fn explain_status(status: reqwest::StatusCode, body: &[u8]) -> String {
 
 /// The model's text from a reply of the provider's shape.
 fn extract_text(provider: AiProvider, reply: &[u8]) -> Result<String, String> {
-    let json: Value = serde_json::from_slice(reply)
-        .map_err(|e| format!("the reply is not JSON ({e}): {}", snippet(reply, 100)))?;
+    let json = parse_json(reply, "the reply")?;
     match provider {
         AiProvider::OpenAi | AiProvider::OpenAiCompatible => json
             .pointer("/choices/0/message/content")

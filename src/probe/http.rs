@@ -1,6 +1,7 @@
 //! The `http` probe: one request, then its status, body text, a JSON value and its latency are
-//! checked. Also the HTTP helpers the `ai` and `upload` probes share: a body reader that stops
-//! at a size bound, and error texts without URLs.
+//! checked. Also the HTTP helpers the `ai` and `upload` probes (and the webhook notifier) share:
+//! body readers that stop at a size bound, and error texts that say what went wrong in words,
+//! without URLs.
 
 use std::time::Duration;
 
@@ -13,6 +14,12 @@ use super::{human, Failure, ProbeContext, Recorder};
 /// sends gigabytes of garbage cannot exhaust medic's memory.
 pub(crate) const MAX_BODY: usize = 1 << 20;
 
+/// How much of an error reply's body is read for its message.
+pub(crate) const ERROR_BODY: usize = 4 << 10;
+
+/// How long the body of an error reply is waited for: its status already says what matters.
+const ERROR_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Reads a reply body by chunks, stopping with an error as soon as it passes `limit` bytes.
 pub(crate) async fn read_bounded(
     mut response: reqwest::Response,
@@ -21,7 +28,7 @@ pub(crate) async fn read_bounded(
     if let Some(length) = response.content_length() {
         if length > limit as u64 {
             return Err(format!(
-                "the reply body is {}, more than the {} medic reads; refused",
+                "the reply body is {}, larger than {}, the most medic reads; not read",
                 format_size(length),
                 format_size(limit as u64)
             ));
@@ -31,7 +38,7 @@ pub(crate) async fn read_bounded(
     while let Some(chunk) = response.chunk().await.map_err(describe)? {
         if body.len() + chunk.len() > limit {
             return Err(format!(
-                "the reply body is larger than {}; stopped reading",
+                "the reply body is larger than {}, the most medic reads; stopped reading",
                 format_size(limit as u64)
             ));
         }
@@ -40,22 +47,30 @@ pub(crate) async fn read_bounded(
     Ok(body)
 }
 
-/// A reqwest error as a sentence, without the request URL (it may carry credentials) but with
-/// its causes, which say what actually happened (connection refused, DNS, TLS).
-pub(crate) fn describe(error: reqwest::Error) -> String {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "cannot connect"
-    } else if error.is_body() || error.is_decode() {
-        "reading the reply failed"
-    } else if error.is_redirect() {
-        "too many redirects"
-    } else {
-        "request failed"
+/// The start of an error reply's body, for its message: at most `limit` bytes, and whatever
+/// arrived within a second. Never fails: a body that is huge, broken or stalled only shortens
+/// the message, it must not hide the status.
+pub(crate) async fn read_prefix(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    let read = async {
+        while body.len() < limit {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
     };
+    let _ = tokio::time::timeout(ERROR_BODY_WAIT, read).await;
+    body.truncate(limit);
+    body
+}
+
+/// A reqwest error as a sentence, without the request URL (it may carry credentials): what
+/// went wrong in words (a reply that is not HTTP, a connection closed or reset too early, a
+/// broken body), then the underlying cause, which says exactly what was seen.
+pub(crate) fn describe(error: reqwest::Error) -> String {
     let error = error.without_url();
-    let mut causes = Vec::new();
+    let mut causes: Vec<String> = Vec::new();
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         let text = cause.to_string();
@@ -64,10 +79,73 @@ pub(crate) fn describe(error: reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    if causes.is_empty() {
-        format!("{what}: {error}")
+    let has = |needle: &str| causes.iter().any(|c| c.contains(needle));
+    // hyper's messages for each fault; matched as text because hyper's error kinds are not
+    // reachable through reqwest.
+    let plain = if error.is_timeout() && (error.is_body() || error.is_decode()) {
+        Some("timed out reading the reply body")
+    } else if error.is_timeout() {
+        Some("timed out")
+    } else if error.is_redirect() {
+        Some("too many redirects")
+    } else if has("invalid HTTP version")
+        || has("invalid HTTP status")
+        || has("invalid HTTP header")
+    {
+        Some("the reply is not HTTP")
+    } else if has("message head is too large") {
+        Some("the reply's headers are too large")
+    } else if has("connection closed before message completed") {
+        Some("the server closed the connection before a complete reply")
+    } else if has("end of file before message length reached") {
+        Some("the server closed the connection before the body ended")
+    } else if has("chunk") {
+        Some("the body's chunked encoding is broken")
+    } else if has("reset by peer") {
+        Some("the server reset the connection")
     } else {
-        format!("{what}: {}", causes.join(": "))
+        None
+    };
+    let innermost = causes.last().cloned();
+    match (plain, innermost) {
+        (Some(plain), Some(cause)) if cause != plain && !cause.contains("timed out") => {
+            format!("{plain} ({cause})")
+        }
+        (Some(plain), _) => plain.to_string(),
+        (None, _) => {
+            let what = if error.is_connect() {
+                "cannot connect"
+            } else if error.is_body() || error.is_decode() {
+                "reading the reply failed"
+            } else {
+                "request failed"
+            };
+            if causes.is_empty() {
+                format!("{what}: {error}")
+            } else {
+                format!("{what}: {}", causes.join(": "))
+            }
+        }
+    }
+}
+
+/// Parses a reply body as JSON; the error calls the body `what` ("the reply") and says whether
+/// it was empty or what it started with.
+pub(crate) fn parse_json(body: &[u8], what: &str) -> Result<serde_json::Value, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!("{what} is empty, not JSON"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| format!("{what} is not JSON ({e}): {}", snippet(body, 100)))
+}
+
+/// An unexpected status as a message: `HTTP 500`, and the start of the body if there is one.
+pub(crate) fn status_error(status: reqwest::StatusCode, body: &[u8]) -> String {
+    let text = snippet(body, 200);
+    if text.is_empty() {
+        format!("HTTP {}", status.as_u16())
+    } else {
+        format!("HTTP {}: {text}", status.as_u16())
     }
 }
 
@@ -126,7 +204,14 @@ pub(crate) async fn run(
     rec.note(format!("HTTP {status}"));
     rec.detail("status", status);
     let body = rec
-        .step("read body", read_bounded(response, MAX_BODY))
+        .step("read body", async {
+            if status == s.expect_status {
+                read_bounded(response, MAX_BODY).await
+            } else {
+                // Only quoted in the error: an unexpected status must not turn into a size error.
+                Ok(read_prefix(response, ERROR_BODY).await)
+            }
+        })
         .await?;
     let latency = started.elapsed();
     rec.detail("bytes", body.len());
@@ -137,10 +222,15 @@ pub(crate) async fn run(
 
 fn check(s: &HttpSettings, status: u16, body: &[u8], latency: Duration) -> Result<(), String> {
     if status != s.expect_status {
+        let text = snippet(body, 200);
+        let quoted = if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {text}")
+        };
         return Err(format!(
-            "expected HTTP {}, got {status}: {}",
-            s.expect_status,
-            snippet(body, 200)
+            "expected HTTP {}, got {status}{quoted}",
+            s.expect_status
         ));
     }
     if let Some(text) = &s.expect_body {
@@ -152,8 +242,7 @@ fn check(s: &HttpSettings, status: u16, body: &[u8], latency: Duration) -> Resul
         }
     }
     if let Some((pointer, expected)) = &s.expect_json {
-        let json: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| format!("the body is not JSON ({e}): {}", snippet(body, 100)))?;
+        let json = parse_json(body, "the body")?;
         match json.pointer(pointer) {
             Some(value) if json_equals(value, expected) => {}
             Some(value) => return Err(format!("{pointer} is {value}, expected {expected:?}")),

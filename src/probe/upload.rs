@@ -14,7 +14,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::http::{describe, json_equals, read_bounded, snippet, with_headers, MAX_BODY};
+use super::http::{
+    describe, json_equals, parse_json, read_bounded, read_prefix, snippet, status_error,
+    with_headers, ERROR_BODY, MAX_BODY,
+};
 use super::spec::UploadSettings;
 use super::{human, Failure, ProbeContext, Recorder};
 
@@ -39,12 +42,12 @@ pub(crate) async fn run(
             let request = with_headers(ctx.http.post(s.url.clone()), &s.headers).multipart(form);
             let response = request.send().await.map_err(describe)?;
             let status = response.status();
-            let body = read_bounded(response, MAX_BODY).await?;
             if !status.is_success() {
-                return Err(format!("HTTP {}: {}", status.as_u16(), snippet(&body, 200)));
+                let body = read_prefix(response, ERROR_BODY).await;
+                return Err(status_error(status, &body));
             }
-            let json: Value = serde_json::from_slice(&body)
-                .map_err(|e| format!("the answer is not JSON ({e}): {}", snippet(&body, 100)))?;
+            let body = read_bounded(response, MAX_BODY).await?;
+            let json = parse_json(&body, "the answer")?;
             match json.pointer(&s.id_pointer) {
                 Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
                 Some(Value::Number(n)) => Ok(n.to_string()),
@@ -93,8 +96,8 @@ pub(crate) async fn run(
             if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
                 Ok(format!("HTTP {}", status.as_u16()))
             } else {
-                let body = read_bounded(response, MAX_BODY).await.unwrap_or_default();
-                Err(format!("HTTP {}: {}", status.as_u16(), snippet(&body, 200)))
+                let body = read_prefix(response, ERROR_BODY).await;
+                Err(status_error(status, &body))
             }
         })
         .await;
@@ -142,21 +145,18 @@ async fn poll(
     // Leave a moment before the step's own limit, so the error says what was last seen.
     let until = started + rec.budget().saturating_sub(Duration::from_millis(200));
     let mut polls = 0u32;
+    // What the last answer said; a last poll cut short by the deadline does not replace it.
+    let mut last_seen = String::new();
     loop {
         polls += 1;
         let left = until.saturating_duration_since(Instant::now());
         let request = with_headers(ctx.http.get(url.clone()), &s.headers).timeout(left);
-        let last_seen = match request.send().await {
+        last_seen = match request.send().await {
             Ok(response) => {
                 let status = response.status();
-                let body = read_bounded(response, MAX_BODY).await?;
                 if status.is_success() {
-                    let json: Value = serde_json::from_slice(&body).map_err(|e| {
-                        format!(
-                            "the status answer is not JSON ({e}): {}",
-                            snippet(&body, 100)
-                        )
-                    })?;
+                    let body = read_bounded(response, MAX_BODY).await?;
+                    let json = parse_json(&body, "the status answer")?;
                     match json.pointer(&s.status_pointer) {
                         Some(v) if json_equals(v, &s.done_value) => return Ok(json),
                         Some(v) if s.failed_values.iter().any(|f| json_equals(v, f)) => {
@@ -172,6 +172,14 @@ async fn poll(
                     }
                 } else {
                     format!("HTTP {}", status.as_u16())
+                }
+            }
+            Err(e) if e.is_timeout() && !last_seen.is_empty() => {
+                const CUT_SHORT: &str = ", then a poll that timed out";
+                if last_seen.ends_with(CUT_SHORT) {
+                    last_seen
+                } else {
+                    format!("{last_seen}{CUT_SHORT}")
                 }
             }
             Err(e) => describe(e),
