@@ -452,15 +452,58 @@ fn scrub_result(result: &mut ProbeResult, secrets: &[String]) {
         return;
     }
     if let Some(e) = result.error.as_mut() {
-        *e = secret::scrub(e, secrets);
+        *e = scrub_text(e, secrets);
     }
     for step in &mut result.steps {
         if let Some(d) = step.detail.as_mut() {
-            *d = secret::scrub(d, secrets);
+            *d = scrub_text(d, secrets);
         }
     }
     for value in result.details.values_mut() {
-        secret::scrub_json(value, secrets);
+        scrub_value(value, secrets);
+    }
+}
+
+/// [`secret::scrub`], and also what is left of a secret that a snippet of a reply cut short:
+/// a text that ends in `…` right after the first part of a secret (4 characters or more) would
+/// otherwise show that part, and a server that quotes the key it got (many do, in their error
+/// messages) would leak most of a long key.
+fn scrub_text(text: &str, secrets: &[String]) -> String {
+    let text = secret::scrub(text, secrets);
+    if !text.contains('…') {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find('…') {
+        let before = &rest[..at];
+        let cut = secrets
+            .iter()
+            .flat_map(|secret| {
+                (4..secret.len())
+                    .filter(|&k| secret.is_char_boundary(k))
+                    .filter(|&k| before.ends_with(&secret[..k]))
+            })
+            .max()
+            .unwrap_or(0);
+        out.push_str(&before[..before.len() - cut]);
+        if cut > 0 {
+            out.push_str(secret::MASK);
+        }
+        out.push('…');
+        rest = &rest[at + '…'.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// [`scrub_text`] on every string inside a JSON value.
+fn scrub_value(value: &mut serde_json::Value, secrets: &[String]) {
+    match value {
+        serde_json::Value::String(s) => *s = scrub_text(s, secrets),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, secrets)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| scrub_value(v, secrets)),
+        _ => {}
     }
 }
 
@@ -523,6 +566,25 @@ mod tests {
         .remove(0);
         let ctx = ProbeContext::new();
         assert_send(&run(&spec, &ctx));
+    }
+
+    #[test]
+    fn a_secret_cut_short_by_a_snippet_is_masked_too() {
+        let secrets = vec![
+            "Zk93hQ0pLmN4".to_string(),
+            "Bearer Zk93hQ0pLmN4".to_string(),
+        ];
+        assert_eq!(
+            scrub_text("got Zk93hQ0pLmN4 and Zk93hQ0p…", &secrets),
+            "got *** and ***…"
+        );
+        assert_eq!(scrub_text("Bearer Zk9…", &secrets), "***…");
+        // Fewer than 4 characters of it, or no cut: left alone.
+        assert_eq!(scrub_text("a Zk9…", &secrets), "a Zk9…");
+        assert_eq!(scrub_text("Zk93hQ0p", &secrets), "Zk93hQ0p");
+        let mut json = serde_json::json!({"reply": ["x Zk93h…"]});
+        scrub_value(&mut json, &secrets);
+        assert_eq!(json, serde_json::json!({"reply": ["x ***…"]}));
     }
 
     #[test]
