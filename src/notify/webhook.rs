@@ -85,7 +85,9 @@ pub fn body(items: &[AlertItem], ctx: &RenderContext, format: WebhookFormat) -> 
     }
 }
 
-/// Posts a body; `Ok` on any 2xx.
+/// Posts a body; `Ok` on any 2xx (whose body is not read). Of any other answer only the start
+/// of the body is read, for the error; a receiver that answers gigabytes, garbage or nothing
+/// costs at most that and the timeout.
 pub async fn post(
     client: &reqwest::Client,
     settings: &WebhookSettings,
@@ -103,16 +105,19 @@ pub async fn post(
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => {
             let status = response.status();
-            let text: String = response
-                .text()
-                .await
-                .unwrap_or_default()
+            let reply = crate::probe::read_prefix(response, crate::probe::ERROR_BODY).await;
+            let text: String = without_url(&String::from_utf8_lossy(&reply), &settings.url)
                 .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
                 .take(200)
                 .collect();
+            let detail = match text.trim() {
+                "" => format!("answered {status}"),
+                text => format!("answered {status}: {text}"),
+            };
             Err(WebhookError {
                 host,
-                detail: format!("answered {status}: {}", text.trim()),
+                detail,
                 transient: status.is_server_error()
                     || status == reqwest::StatusCode::TOO_MANY_REQUESTS
                     || status == reqwest::StatusCode::REQUEST_TIMEOUT,
@@ -121,10 +126,22 @@ pub async fn post(
         Err(e) => Err(WebhookError {
             host,
             // Without the URL: reqwest's errors print it, token and all.
-            detail: e.without_url().to_string(),
+            detail: crate::probe::describe(e),
             transient: true,
         }),
     }
+}
+
+/// A receiver's answer without the webhook's URL, path or query in it: some quote what was
+/// asked ("Cannot POST /services/T0/B0/<token>"), and Slack's URLs carry their token there.
+fn without_url(text: &str, url: &reqwest::Url) -> String {
+    let mut out = text.replace(url.as_str(), "***");
+    for part in [url.path(), url.query().unwrap_or("")] {
+        if part.len() > 1 {
+            out = out.replace(part, "***");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -178,6 +195,22 @@ mod tests {
         assert!(a["recommended_actions"]
             .as_array()
             .is_some_and(|r| !r.is_empty()));
+    }
+
+    #[test]
+    fn a_receivers_answer_loses_the_url() {
+        let url: reqwest::Url = "https://hooks.example.com/services/T0/B0/s3cr3t?x=tok"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            without_url(
+                "Cannot POST /services/T0/B0/s3cr3t (https://hooks.example.com/services/T0/B0/s3cr3t?x=tok)",
+                &url
+            ),
+            "Cannot POST *** (***)"
+        );
+        assert_eq!(without_url("x=tok", &url), "***");
+        assert_eq!(without_url("not found /", &url), "not found /");
     }
 
     #[test]

@@ -39,6 +39,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub(crate) use http::{describe, read_prefix, ERROR_BODY};
 pub use secret::{mask_uri, Secret, SecretUri};
 pub use spec::{
     parse_labels, parse_yaml, AiProvider, AiSettings, ConfigOrigin, CronSchedule, DiskSettings,
