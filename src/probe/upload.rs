@@ -134,6 +134,9 @@ fn resolve(s: &UploadSettings, template: &str, id: &str) -> Result<reqwest::Url,
     url.map_err(|e| Failure::new(format!("{template:?} with id {id:?} is not a URL: {e}")))
 }
 
+/// The least time left worth starting another status poll with.
+const MIN_POLL: Duration = Duration::from_millis(100);
+
 /// Polls the status URL until the document is done (returns it), failed, or time runs out.
 async fn poll(
     s: &UploadSettings,
@@ -184,7 +187,8 @@ async fn poll(
             }
             Err(e) => describe(e),
         };
-        if Instant::now() + s.poll_interval >= until {
+        // A poll started with only a few milliseconds left would time out and say nothing.
+        if Instant::now() + s.poll_interval + MIN_POLL >= until {
             return Err(format!(
                 "not {:?} after {} ({polls} polls); last seen: {last_seen}",
                 s.done_value,
