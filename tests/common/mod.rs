@@ -472,3 +472,75 @@ pub fn build_images(set: &str) {
     assert!(status.success(), "scripts/build-images.sh {set} failed");
     built.push(set.to_string());
 }
+
+// Drills (tests/drills.rs): restarting medic without waiting for it, stopping it cleanly.
+
+impl Medic {
+    /// The process id of the running medic.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills medic with SIGKILL and waits until it is gone (its data is then as a crash left
+    /// it); [`Medic::respawn`] starts it again.
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        writeln!(f, "---- SIGKILL ----").unwrap();
+    }
+
+    /// Starts medic again, after [`Medic::sigkill`], with the same settings and data dir, from
+    /// `binary` (a copy of the build's `medic`, which a concurrent `cargo build` may be
+    /// relinking), without waiting for it to come up: a drill times that itself (from the log
+    /// after [`Medic::log_len`], then `/health`).
+    pub fn respawn(&mut self, binary: &Path) {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Command::new(binary)
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start medic");
+    }
+
+    /// The log's length in bytes now, to read only what a later start writes.
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Asks medic to stop (SIGTERM) and waits up to `timeout` for it to exit. Returns its exit
+    /// status, or None when it did not exit in time (it is then killed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+/// A copy of the `medic` binary under test in `dir`, for tests that start it many times: a
+/// `cargo build` running beside them may replace the original at any moment.
+pub fn medic_binary_copy(dir: &Path) -> PathBuf {
+    let copy = dir.join("medic");
+    std::fs::copy(env!("CARGO_BIN_EXE_medic"), &copy).expect("copy the medic binary");
+    copy
+}
