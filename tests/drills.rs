@@ -1309,3 +1309,68 @@ fn drill_smtp_down_while_five_components_fail_and_recover() {
         subjects(&mails)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A targeted kill: found by drill 1's design, too rare for its random timing to hit
+
+/// medic SIGKILLed the moment it logs that a container turned unhealthy, then started again:
+/// the CRITICAL must still go out. Today it is lost in most attempts: the supervisor stores the
+/// check's first failure (`consecutive_failures: 1`) before the alert reaches the notifier's
+/// durable inbox, and the next start, reading one failure already, never counts to 1 again, so
+/// it never raises the CRITICAL (src/supervisor.rs `observe_docker_health`: `save_check` before
+/// `alert`; src/notify/service.rs `Rounds::keep` writes the inbox later, on another task).
+/// Ignored until that is fixed; run with `cargo test --test drills -- --ignored`.
+#[test]
+#[ignore = "reproduces a known lost CRITICAL on SIGKILL; see the doc comment"]
+fn drill_sigkill_as_a_container_turns_unhealthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = common::medic_binary_copy(dir.path());
+    let (smtp_port, _) = plain_smtp();
+    let mut lost = Vec::new();
+    let attempts = 5;
+    for attempt in 1..=attempts {
+        let run = TestRun::new("drillwindow");
+        let rcpt = unique_rcpt("window");
+        let mut medic = Medic::start(&[
+            ("MEDIC_PROJECT", &run.id),
+            ("MAIL_SERVER", "127.0.0.1"),
+            ("MAIL_PORT", &smtp_port),
+            ("MAIL_USE_TLS", "false"),
+            ("ADMIN_EMAIL", &rcpt),
+            ("MEDIC_ALERT_GROUP_WINDOW", "200ms"),
+        ]);
+        let data_dir = medic.data_dir().to_path_buf();
+        let from = medic.log_len();
+        service(&run, "sick", &["--health-cmd", "false"]);
+        // Poll the log as fast as it can be read, and kill on the line.
+        let start = Instant::now();
+        while !log_since(&medic.log, from).contains("Docker reports the container unhealthy") {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{}",
+                medic.dump()
+            );
+        }
+        medic.sigkill();
+        let inboxed = count_rows(&data_dir, "SELECT COUNT(*) FROM alert_inbox");
+        medic.respawn(&binary);
+        let critical = || {
+            outbox_emails(&data_dir)
+                .iter()
+                .any(|o| o.subject.starts_with("🚨 CRITICAL: sick"))
+        };
+        let waited = Instant::now();
+        while !critical() && waited.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let sent = critical();
+        println!("drill window: attempt {attempt}: alert in the inbox at the kill: {inboxed}, CRITICAL written after the restart: {sent}");
+        if !sent {
+            lost.push(attempt);
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "the CRITICAL was lost in attempts {lost:?} of {attempts}"
+    );
+}
