@@ -25,6 +25,9 @@ pub struct ProbeReport {
     pub spec: Arc<ProbeSpec>,
     /// What it found.
     pub result: ProbeResult,
+    /// How late the run started against its schedule: timer slack plus any wait for a free
+    /// slot under the concurrency limit. Zero for runs made on request.
+    pub lag: Duration,
 }
 
 /// The running probe loops.
@@ -141,11 +144,11 @@ async fn probe_loop(
     loop {
         let wait = next_wait(&spec.schedule, &spec.name, first, last_run);
         first = false;
+        let due = tokio::time::Instant::now() + wait;
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep_until(due) => {}
         }
-        let started = tokio::time::Instant::now();
         let permit = tokio::select! {
             _ = stop.cancelled() => return,
             permit = permits.clone().acquire_owned() => match permit {
@@ -153,6 +156,8 @@ async fn probe_loop(
                 Err(_) => return,
             },
         };
+        let started = tokio::time::Instant::now();
+        let lag = started.saturating_duration_since(due);
         let result = tokio::select! {
             _ = stop.cancelled() => return,
             result = crate::probe::run(&spec, &ctx) => result,
@@ -163,6 +168,7 @@ async fn probe_loop(
             .send(ProbeReport {
                 spec: spec.clone(),
                 result,
+                lag,
             })
             .await
             .is_err()

@@ -491,6 +491,8 @@ pub struct Metrics {
     pub probe_runs: Family<ProbeRunLabels, Counter>,
     /// Probe run durations, in seconds.
     pub probe_duration: Family<ProbeLabels, Histogram, fn() -> Histogram>,
+    /// How late scheduled probe runs started, in seconds (all probes together).
+    pub schedule_lag: Histogram,
     /// Alerts delivered to the outbox, as the notifiers count them.
     pub alerts_sent: AtomicU64,
     /// Alerts the notifiers' rate limit held back.
@@ -510,6 +512,10 @@ impl Default for Metrics {
         Metrics {
             probe_runs: Family::default(),
             probe_duration: Family::new_with_constructor(duration_histogram),
+            schedule_lag: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
             alerts_sent: AtomicU64::new(0),
             alerts_held_rate_limit: AtomicU64::new(0),
             alerts_held_silenced: AtomicU64::new(0),
@@ -518,8 +524,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts one probe run.
-    pub fn probe_ran(&self, result: &ProbeResult) {
+    /// Counts one probe run that started `lag` later than its schedule said.
+    pub fn probe_ran(&self, result: &ProbeResult, lag: Duration) {
+        self.schedule_lag.observe(lag.as_secs_f64());
         let labels = ProbeLabels {
             probe: result.name.clone(),
             component: result.component.clone(),

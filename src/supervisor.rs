@@ -519,6 +519,7 @@ impl Brain {
                         .send(ProbeReport {
                             spec,
                             result: result.clone(),
+                            lag: Duration::ZERO,
                         })
                         .await;
                     let _ = reply.send(Ok(result));
@@ -703,7 +704,7 @@ impl Brain {
             error!(error = %format!("{e:#}"), "cannot record the probe run for the report");
         }
         let now = Utc::now();
-        self.status.metrics.probe_ran(result);
+        self.status.metrics.probe_ran(result, report.lag);
         self.last_probes.insert(spec.name.clone(), report.clone());
         // The containers of each service the probe restarts, grouped by service key.
         let mut targets: Vec<(String, Vec<Container>)> = Vec::new();

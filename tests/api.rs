@@ -577,6 +577,18 @@ fn metrics_parse_and_count_probe_failures_and_restarts() {
             .unwrap()
             >= 1.0
     );
+    // Every scheduled run is counted in the lag histogram, and none waited anywhere near a second
+    // on this idle medic (two probes, 32 run slots).
+    assert_eq!(m.types["medic_probe_schedule_lag_seconds"], "histogram");
+    let lag_runs = m
+        .value("medic_probe_schedule_lag_seconds_count", &[])
+        .unwrap();
+    assert!(lag_runs >= 2.0, "lag observed for {lag_runs} runs");
+    assert_eq!(
+        m.value("medic_probe_schedule_lag_seconds_bucket", &[("le", "1.0")]),
+        Some(lag_runs),
+        "every run started within a second of its schedule"
+    );
 
     run.break_health(&web);
     wait_for("web restarted", Duration::from_secs(30), || {

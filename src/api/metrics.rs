@@ -163,6 +163,11 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
         status.metrics.probe_duration.clone(),
     );
     registry.register(
+        "probe_schedule_lag_seconds",
+        "How late scheduled probe runs started (timer slack and waiting for a free run slot)",
+        status.metrics.schedule_lag.clone(),
+    );
+    registry.register(
         "probe_runs",
         "Probe runs since medic started, by result (ok, warning, critical)",
         status.metrics.probe_runs.clone(),
