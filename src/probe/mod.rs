@@ -385,7 +385,9 @@ pub async fn run(spec: &ProbeSpec, ctx: &ProbeContext) -> ProbeResult {
         component = %spec.component,
         kind = spec.kind.type_name()
     );
-    let work = AssertUnwindSafe(dispatch(spec, ctx, &recorder)).catch_unwind();
+    // Boxed: the largest probe futures (mongodb, amqp) are tens of KiB; inline, every probe's
+    // idle loop task would carry that much between runs.
+    let work = AssertUnwindSafe(Box::pin(dispatch(spec, ctx, &recorder))).catch_unwind();
     let outcome = tokio::time::timeout(spec.timeout, work)
         .instrument(span.clone())
         .await;
