@@ -4,7 +4,7 @@
 Both instants come from the engine's own event stream (the restart shows as the `kill` event
 the engine emits when it acts on medic's restart call), so the figure is measured outside medic.
 
-    python3 bench/reaction.py [--sequential N] [--burst M]
+    python3 bench/reaction.py [--sequential N] [--burst M] [--json] [--no-build]
 
 Starts a release build of medic scoped to a throwaway compose project, runs N containers that
 turn unhealthy one after another (p50/p99 over N events), then M containers that turn unhealthy
@@ -104,11 +104,14 @@ def percentile(values, p):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sequential", type=int, default=25)
+    parser.add_argument("--sequential", type=int, default=60)
     parser.add_argument("--burst", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="print one JSON object, no table")
+    parser.add_argument("--no-build", action="store_true", help="use target/release/medic as is")
     args = parser.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "medic"], cwd=ROOT, check=True)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "medic"], cwd=ROOT, check=True)
     project = f"medicbench{os.getpid()}"
     work = tempfile.mkdtemp(prefix="medic-bench-")
     medic = None
@@ -156,6 +159,15 @@ def main():
                             percentile(ms, 99), max(ms)))
             burst_span = ((last_kill - first) / 1e6, (last_kill - last_unhealthy) / 1e6)
 
+        if args.json:
+            out = {"engine": docker("version", "-f", "{{.Server.Version}}").strip(),
+                   "cases": [{"case": c, "events": n, "p50_ms": p50, "p99_ms": p99, "max_ms": mx}
+                             for c, n, p50, p99, mx in results]}
+            if args.burst:
+                out["burst_all_issued_after_first_ms"] = burst_span[0]
+                out["burst_all_issued_after_last_ms"] = burst_span[1]
+            print(json.dumps(out))
+            return
         print(f"\nmedic reaction: Docker 'health_status: unhealthy' -> restart issued "
               f"(engine {docker('version', '-f', '{{.Server.Version}}').strip()}, "
               f"{os.cpu_count()} cores)\n")
