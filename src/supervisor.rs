@@ -119,6 +119,25 @@ pub struct SupervisorSettings {
     pub docker_host: Option<String>,
 }
 
+/// How long before its start medic looks for restarts of its own a crash may have interrupted,
+/// and how long after it it still takes the engine's stop and kill events for their echo.
+const INTERRUPTED_RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// Containers medic restarted shortly before this start (see `Brain::interrupted_restarts`).
+fn restarts_before_start(store: &Store) -> HashMap<String, tokio::time::Instant> {
+    let since = Utc::now()
+        - chrono::Duration::from_std(INTERRUPTED_RESTART_WINDOW)
+            .unwrap_or(chrono::Duration::zero());
+    let until = tokio::time::Instant::now() + INTERRUPTED_RESTART_WINDOW;
+    match store.all_restarts_since(since) {
+        Ok(records) => records.into_iter().map(|r| (r.container, until)).collect(),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "cannot read the last restarts; a restart interrupted by a crash may look like an operator's stop");
+            HashMap::new()
+        }
+    }
+}
+
 /// Starts the watcher and the brain on `tracker`; both stop when `shutdown` is cancelled.
 /// Returns where the admin API sends its [`Command`]s.
 pub fn spawn(
@@ -126,7 +145,7 @@ pub fn spawn(
     engine: Arc<dyn Engine>,
     store: Arc<Store>,
     status: Arc<Status>,
-    alerts: mpsc::Sender<Alert>,
+    alerts: mpsc::Sender<crate::notify::Incoming>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<mpsc::Sender<Command>> {
@@ -134,6 +153,7 @@ pub fn spawn(
     let (command_tx, command_rx) = mpsc::channel(64);
     let (probe_tx, probe_rx) = mpsc::channel(1024);
     let (scope_tx, scope_rx) = tokio::sync::watch::channel(None::<Scope>);
+    let interrupted_restarts = restarts_before_start(&store);
     let brain = Brain {
         alerts,
         probes: ProbeState {
@@ -164,6 +184,7 @@ pub fn spawn(
         scope_rx,
         in_flight: HashMap::new(),
         own_restarts: HashMap::new(),
+        interrupted_restarts,
         operator_holds: HashMap::new(),
         last_hold: HashMap::new(),
         tracker: tracker.clone(),
@@ -336,7 +357,7 @@ struct ProbeState {
 
 struct Brain {
     /// Where alerts go (the notifiers).
-    alerts: mpsc::Sender<Alert>,
+    alerts: mpsc::Sender<crate::notify::Incoming>,
     probes: ProbeState,
     /// Each probe's last run, by probe name, for the API.
     last_probes: HashMap<String, ProbeReport>,
@@ -365,6 +386,10 @@ struct Brain {
     in_flight: HashMap<String, InFlight>,
     /// Containers medic restarted, and until when their stop/kill events are medic's own echo.
     own_restarts: HashMap<String, tokio::time::Instant>,
+    /// Container names medic restarted in the minute before it started, mapped to when their
+    /// echo stops being expected: a restart a crash interrupted still makes the engine stop the
+    /// container, and that must not look like an operator's stop.
+    interrupted_restarts: HashMap<String, tokio::time::Instant>,
     /// Projects (or lone containers) an operator is stopping, and until when restarts wait.
     operator_holds: HashMap<String, Instant>,
     /// The last hold logged per service, so a steady hold is logged once.
@@ -577,6 +602,7 @@ impl Brain {
         self.status.beat();
         let now = tokio::time::Instant::now();
         self.own_restarts.retain(|_, until| *until > now);
+        self.interrupted_restarts.retain(|_, until| *until > now);
         let wall = Utc::now();
         self.operator_holds.retain(|_, until| *until > wall);
         self.status
@@ -608,10 +634,9 @@ impl Brain {
                 self.observe_docker_health(&container, now, None);
             }
             EventKind::Stop | EventKind::Kill | EventKind::Destroy => {
-                let own = self
-                    .own_restarts
-                    .get(&event.id)
-                    .is_some_and(|until| *until > tokio::time::Instant::now());
+                let still = |until: &tokio::time::Instant| *until > tokio::time::Instant::now();
+                let own = self.own_restarts.get(&event.id).is_some_and(still)
+                    || self.interrupted_restarts.get(&name).is_some_and(still);
                 if own {
                     debug!(action = ?event.kind, "echo of medic's own restart");
                     return;
@@ -734,7 +759,9 @@ impl Brain {
         let check_key = format!("probe:{}", spec.name);
         let before = self.checks.get(&check_key).cloned().unwrap_or_default();
         let (check, verdict) = record_check(&before, &outcome, now, threshold, in_grace);
-        self.save_check(&check_key, &check);
+        // Saved after the alert below is kept: a crash in between then raises it again on the
+        // next run (the rate limit absorbs a repeat) instead of losing it.
+        let saved = (check_key.clone(), check.clone());
         self.checks.insert(check_key, check);
         let error = result.error.clone().unwrap_or_default();
         match verdict {
@@ -822,6 +849,7 @@ impl Brain {
                 }
             }
         }
+        self.save_check(&saved.0, &saved.1);
     }
 
     /// A restart of the engine stops every container with kill and stop events that look like
@@ -875,10 +903,9 @@ impl Brain {
         let before = self.checks.get(&check_key).cloned().unwrap_or_default();
         // Docker has already counted its own healthcheck retries: unhealthy is the threshold.
         let (check, verdict) = record_check(&before, &outcome, now, 1, in_grace);
-        if check != before {
-            self.save_check(&check_key, &check);
-            self.checks.insert(check_key, check);
-        }
+        // Saved after the alerts below are kept (see on_probe).
+        let saved = (check != before).then(|| (check_key.clone(), check.clone()));
+        self.checks.insert(check_key, check);
         match verdict {
             CheckVerdict::Passed { recovered: true } => {
                 info!("healthy again");
@@ -941,6 +968,9 @@ impl Brain {
                 }
             }
         }
+        if let Some((key, check)) = saved {
+            self.save_check(&key, &check);
+        }
     }
 
     /// Decides about restarting `service`, whose running containers are `containers`, and
@@ -991,13 +1021,12 @@ impl Brain {
                         humantime::format_duration(self.healing.budget_window)
                     ),
                 );
-                self.save_service(service, &next);
-                self.services.insert(service.to_string(), next);
                 let action = format!(
                     "gave up: {} restarts within {} spent; no restart until {next_slot}",
                     self.healing.restart_budget,
                     humantime::format_duration(self.healing.budget_window)
                 );
+                // The alert is kept before the state that says it was raised (see on_probe).
                 self.alert(Alert {
                     kind: AlertKind::GaveUp,
                     component: component.clone(),
@@ -1009,6 +1038,8 @@ impl Brain {
                     action: action.clone(),
                     at: now,
                 });
+                self.save_service(service, &next);
+                self.services.insert(service.to_string(), next);
                 action
             }
             Decision::Restart => {
@@ -1073,8 +1104,11 @@ impl Brain {
                 .alert_held(&alert.component, &kind["alert_".len()..]);
             return;
         }
-        if self.alerts.try_send(alert).is_err() {
-            error!("the alert queue is full or closed; the alert is kept in history only");
+        // Kept in the store before anything records that it was raised: a crash from here on
+        // cannot lose it.
+        let incoming = crate::notify::keep_alert(&self.store, Utc::now(), alert);
+        if self.alerts.try_send(incoming).is_err() {
+            error!("the alert queue is full or closed; the alert waits in the store's inbox until medic starts again");
         }
     }
 

@@ -820,6 +820,14 @@ fn drill_sigkill_at_random_moments() {
     println!(
         "drill sigkill: own restarts taken for an operator's stop after a kill: {operator_holds}"
     );
+    // A restart a kill interrupted still makes the engine stop the container; the next medic
+    // knows the restart from its store and must not hold the project as if a person stopped it.
+    assert_eq!(
+        operator_holds,
+        0,
+        "medic took the echo of its own restart for an operator's stop:\n{}",
+        medic.dump()
+    );
     if let Ok(path) = std::env::var("MEDIC_DRILL_LOG") {
         std::fs::write(path, medic.dump()).unwrap();
     }
@@ -1314,14 +1322,12 @@ fn drill_smtp_down_while_five_components_fail_and_recover() {
 // A targeted kill: found by drill 1's design, too rare for its random timing to hit
 
 /// medic SIGKILLed the moment it logs that a container turned unhealthy, then started again:
-/// the CRITICAL must still go out. Today it is lost in most attempts: the supervisor stores the
-/// check's first failure (`consecutive_failures: 1`) before the alert reaches the notifier's
-/// durable inbox, and the next start, reading one failure already, never counts to 1 again, so
-/// it never raises the CRITICAL (src/supervisor.rs `observe_docker_health`: `save_check` before
-/// `alert`; src/notify/service.rs `Rounds::keep` writes the inbox later, on another task).
-/// Ignored until that is fixed; run with `cargo test --test drills -- --ignored`.
+/// the CRITICAL must still go out. This lost the CRITICAL in 2 of 5 attempts while the supervisor
+/// saved the check's first failure (`consecutive_failures: 1`) before the alert reached the
+/// notifier's durable inbox on another task: the next start, reading one failure already, never
+/// counted to 1 again. Now the supervisor keeps the alert in the inbox itself, before it saves
+/// the check (src/supervisor.rs `alert`, src/notify/service.rs `keep_alert`).
 #[test]
-#[ignore = "reproduces a known lost CRITICAL on SIGKILL; see the doc comment"]
 fn drill_sigkill_as_a_container_turns_unhealthy() {
     let dir = tempfile::tempdir().unwrap();
     let binary = common::medic_binary_copy(dir.path());

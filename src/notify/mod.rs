@@ -22,7 +22,8 @@ pub mod webhook;
 pub use email::{Email, MailSettings, Mailer, SendError};
 pub use event::{Alert, AlertKind};
 pub use service::{
-    spawn, Clock, ComponentNames, NotifyContext, NotifyHandle, StackName, SystemClock, TokioClock,
+    keep_alert, spawn, Clock, ComponentNames, Incoming, NotifyContext, NotifyHandle, StackName,
+    SystemClock, TokioClock,
 };
 pub use settings::{NotifySettings, NOTIFY_VARIABLES};
 pub use status::{ChannelStatus, NotifySnapshot, NotifyStatus};

@@ -161,7 +161,7 @@ pub fn spawn(
     settings: NotifySettings,
     store: Arc<Store>,
     context: NotifyContext,
-    alerts: mpsc::Receiver<Alert>,
+    alerts: mpsc::Receiver<Incoming>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<NotifyHandle, ConfigError> {
@@ -201,6 +201,47 @@ pub fn spawn(
     })
 }
 
+/// An alert on its way to the rounds: kept in the store's inbox by whoever raised it
+/// ([`keep_alert`]), or not yet kept (then the rounds keep it as it arrives).
+#[derive(Debug)]
+pub struct Incoming {
+    alert: Alert,
+    /// Its row in the inbox; `None` when not kept yet or when keeping it failed.
+    inbox_id: Option<i64>,
+    kept: bool,
+}
+
+impl From<Alert> for Incoming {
+    fn from(alert: Alert) -> Incoming {
+        Incoming {
+            alert,
+            inbox_id: None,
+            kept: false,
+        }
+    }
+}
+
+/// Writes `alert` to the store's inbox, so that from here on a crash cannot lose it (the rounds
+/// pick up what the inbox holds when medic starts). The supervisor calls this before it saves
+/// the state that says the alert was raised.
+pub fn keep_alert(store: &Store, at: DateTime<Utc>, alert: Alert) -> Incoming {
+    let id = serde_json::to_string(&alert)
+        .map_err(anyhow::Error::from)
+        .and_then(|json| store.inbox_push(at, &json));
+    let inbox_id = match id {
+        Ok(id) => Some(id),
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "cannot keep the alert in the store");
+            None
+        }
+    };
+    Incoming {
+        alert,
+        inbox_id,
+        kept: true,
+    }
+}
+
 /// Turns alerts into rounds and rounds into outbox messages.
 pub(crate) struct Rounds {
     /// Settings, store, status, clock.
@@ -234,12 +275,15 @@ impl Rounds {
 
     pub(crate) async fn run(
         mut self,
-        mut alerts: mpsc::Receiver<Alert>,
+        mut alerts: mpsc::Receiver<Incoming>,
         shutdown: CancellationToken,
     ) {
-        // Alerts a crash left between arrival and their round.
+        // Alerts a crash left between arrival and their round. The supervisor may already be
+        // keeping new ones: those read here are skipped when they also arrive on the channel.
+        let mut recovered = std::collections::HashSet::new();
         match self.shared.store.inbox_pending() {
             Ok(rows) if !rows.is_empty() => {
+                recovered.extend(rows.iter().map(|(id, _)| *id));
                 let batch: Vec<(Option<i64>, Alert)> = rows
                     .into_iter()
                     .filter_map(|(id, json)| match serde_json::from_str(&json) {
@@ -269,7 +313,7 @@ impl Rounds {
                 _ = tokio::time::sleep(wait), if reminder_due.is_some() => self.reminders(),
                 first = alerts.recv() => {
                     let Some(first) = first else { return };
-                    let mut batch = vec![self.keep(first)];
+                    let mut batch: Vec<_> = self.keep(first, &recovered).into_iter().collect();
                     let deadline = tokio::time::Instant::now() + self.shared.settings.group_window;
                     let mut closed = false;
                     loop {
@@ -277,12 +321,14 @@ impl Rounds {
                             _ = tokio::time::sleep_until(deadline) => break,
                             _ = shutdown.cancelled() => { closed = true; break }
                             more = alerts.recv() => match more {
-                                Some(alert) => batch.push(self.keep(alert)),
+                                Some(alert) => batch.extend(self.keep(alert, &recovered)),
                                 None => { closed = true; break }
                             },
                         }
                     }
-                    self.round(batch);
+                    if !batch.is_empty() {
+                        self.round(batch);
+                    }
                     if closed {
                         return;
                     }
@@ -291,18 +337,22 @@ impl Rounds {
         }
     }
 
-    /// Writes an alert to the inbox as it arrives, so a crash cannot lose it.
-    fn keep(&self, alert: Alert) -> (Option<i64>, Alert) {
-        let id = serde_json::to_string(&alert)
-            .map_err(anyhow::Error::from)
-            .and_then(|json| self.shared.store.inbox_push(self.shared.clock.now(), &json));
-        match id {
-            Ok(id) => (Some(id), alert),
-            Err(e) => {
-                error!(error = %format!("{e:#}"), "cannot keep the alert in the store");
-                (None, alert)
-            }
+    /// An arriving alert with its inbox row, keeping it now if its sender did not; `None` when
+    /// the start-up read of the inbox (`recovered`) already handled it.
+    fn keep(
+        &self,
+        incoming: Incoming,
+        recovered: &std::collections::HashSet<i64>,
+    ) -> Option<(Option<i64>, Alert)> {
+        let incoming = if incoming.kept {
+            incoming
+        } else {
+            keep_alert(&self.shared.store, self.shared.clock.now(), incoming.alert)
+        };
+        if incoming.inbox_id.is_some_and(|id| recovered.contains(&id)) {
+            return None;
         }
+        Some((incoming.inbox_id, incoming.alert))
     }
 
     fn next_reminder(&self) -> Option<DateTime<Utc>> {
@@ -757,11 +807,11 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let stop = CancellationToken::new();
         let task = tokio::spawn(rounds.run(rx, stop.clone()));
-        tx.send(alert(AlertKind::Critical, "web", t0))
+        tx.send(alert(AlertKind::Critical, "web", t0).into())
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(700)).await;
-        tx.send(alert(AlertKind::Critical, "worker", clock.now()))
+        tx.send(alert(AlertKind::Critical, "worker", clock.now()).into())
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -796,7 +846,9 @@ mod tests {
             } else {
                 AlertKind::Recovered
             };
-            tx.send(alert(kind, "web", clock.now())).await.unwrap();
+            tx.send(alert(kind, "web", clock.now()).into())
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_secs(300)).await;
         }
         let all = subjects(&store);
@@ -890,7 +942,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let stop = CancellationToken::new();
         let task = tokio::spawn(rounds.run(rx, stop.clone()));
-        tx.send(alert(AlertKind::Critical, "web", t0))
+        tx.send(alert(AlertKind::Critical, "web", t0).into())
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
@@ -908,7 +960,7 @@ mod tests {
             "{}",
             reminder.text
         );
-        tx.send(alert(AlertKind::Recovered, "web", clock.now()))
+        tx.send(alert(AlertKind::Recovered, "web", clock.now()).into())
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_secs(12 * 3600)).await;
