@@ -238,18 +238,35 @@ fn opt<T>(
     found.map(|(var, v)| parse(var, v)).transpose()
 }
 
-/// Parses `30s`, `10m`, `1h30m` or a bare number of seconds.
+/// The longest duration any setting or label takes: 100 years (`100y`). Longer is a mistake,
+/// and medic adds durations to the clock (probe deadlines, restart holds, alert times): from
+/// about 300,000 years on, those sums overflow and panic.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Parses `30s`, `10m`, `1h30m` or a bare number of seconds, at most [`MAX_DURATION`].
 pub fn parse_duration(var: &str, value: &str) -> Result<Duration, ConfigError> {
-    if let Ok(secs) = value.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let duration = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(value).map_err(|e| {
+            ConfigError::invalid(
+                var,
+                value,
+                format!("{e}; expected a duration such as 30s, 10m or 1h"),
+            )
+        })?,
+    };
+    if duration > MAX_DURATION {
+        return Err(too_long(var, value));
     }
-    humantime::parse_duration(value).map_err(|e| {
-        ConfigError::invalid(
-            var,
-            value,
-            format!("{e}; expected a duration such as 30s, 10m or 1h"),
-        )
-    })
+    Ok(duration)
+}
+
+fn too_long(var: &str, value: &str) -> ConfigError {
+    ConfigError::invalid(
+        var,
+        value,
+        "longer than 100 years, the longest duration medic accepts",
+    )
 }
 
 fn parse_nonzero_duration(var: &str, value: &str) -> Result<Duration, ConfigError> {
@@ -378,6 +395,33 @@ mod tests {
             assert!(text.contains(var), "{text} should name {var}");
             assert!(text.contains(value), "{text} should show {value}");
         }
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/values.rs, settings.rs): these parsed, and medic
+    /// then panicked adding them to the clock (`medic probe` with such a probe `timeout`:
+    /// "overflow when adding duration to instant").
+    #[test]
+    fn durations_too_long_to_add_to_the_clock_are_refused() {
+        for value in [
+            "18446744073709551615",
+            "4week65d7812d777777787m7777777777777830s",
+            "101y",
+        ] {
+            let err = parse_duration("MEDIC_RESTART_GRACE", value).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("MEDIC_RESTART_GRACE"), "{text}");
+            assert!(text.contains("100 years"), "{text}");
+        }
+        assert_eq!(parse_duration("X", "100y").unwrap(), MAX_DURATION);
+        let err = Settings::from_vars(&vars(&[(
+            "MEDIC_RECONCILE_INTERVAL",
+            "18446744073709551615",
+        )]))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("MEDIC_RECONCILE_INTERVAL"),
+            "{err}"
+        );
     }
 
     #[test]

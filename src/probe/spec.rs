@@ -1851,4 +1851,18 @@ mod tests {
         assert_eq!(h.method, reqwest::Method::GET);
         assert_eq!(h.expect_status, 200);
     }
+
+    /// Found by fuzzing: a timeout this long parsed, and `medic probe` then panicked computing
+    /// the run's deadline ("overflow when adding duration to instant").
+    #[test]
+    fn a_timeout_too_long_for_the_clock_is_a_config_error() {
+        let text = "probes:\n  d:\n    type: disk\n    timeout: 18446744073709551615\n";
+        let e = parse_yaml(text, "m.yaml", &no_env).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("m.yaml:4:5: probe `d`, key `timeout`"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("100 years"), "{e}");
+    }
 }
