@@ -159,7 +159,11 @@ impl Settings {
                     let minutes: u64 = v.parse().map_err(|_| {
                         ConfigError::invalid(var, v, "expected a whole number of minutes, e.g. 10")
                     })?;
-                    Duration::from_secs(minutes * 60)
+                    minutes
+                        .checked_mul(60)
+                        .map(Duration::from_secs)
+                        .filter(|d| *d <= MAX_DURATION)
+                        .ok_or_else(|| too_long(var, v))?
                 }
                 None => defaults.restart_cooldown,
             },
@@ -422,6 +426,23 @@ mod tests {
             err.to_string().contains("MEDIC_RECONCILE_INTERVAL"),
             "{err}"
         );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/settings.rs): the minutes were multiplied by 60
+    /// unchecked, an overflow panic in debug builds and a wrong cooldown in release builds.
+    #[test]
+    fn cooldown_minutes_too_many_for_the_clock_are_refused() {
+        for minutes in ["18446744073709551615", "52596001"] {
+            let err =
+                Settings::from_vars(&vars(&[("RESTART_COOLDOWN_MINUTES", minutes)])).unwrap_err();
+            assert!(
+                err.to_string().contains("RESTART_COOLDOWN_MINUTES"),
+                "{err}"
+            );
+            assert!(err.to_string().contains("100 years"), "{err}");
+        }
+        let s = Settings::from_vars(&vars(&[("RESTART_COOLDOWN_MINUTES", "52596000")])).unwrap();
+        assert_eq!(s.healing.restart_cooldown, MAX_DURATION);
     }
 
     #[test]
