@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Footprint benchmark: medic's resident memory and CPU, idle and under a realistic load.
 
-    python3 bench/footprint.py [--minutes M] [--containers N] [--probes P] [--json] [--no-build]
+    python3 bench/footprint.py [--minutes M] [--containers N] [--probes P] [--binary PATH]
+                               [--json] [--no-build]
 
-Runs a release build of medic scoped to a throwaway compose project and reads its memory
+Runs a release build of medic (or --binary: bench/run passes the static binary that medic's
+image ships, when scripts/build-images.sh medic has built it) scoped to a throwaway compose project and reads its memory
 (VmRSS, and VmHWM: the peak) and CPU time (utime + stime) from /proc, in three phases:
 
   1. empty:   no container in scope and no probe (medic's floor);
@@ -100,13 +102,13 @@ def detailed(port):
 
 
 class Medic:
-    def __init__(self, work, project, config, name):
+    def __init__(self, binary, work, project, config, name):
         self.port = free_port()
         env = dict(os.environ, MEDIC_PROJECT=project, MEDIC_DATA_DIR=f"{work}/{name}",
                    MEDIC_LISTEN=f"127.0.0.1:{self.port}", MEDIC_CONFIG=config,
                    MEDIC_LOG="warn")
         self.log = open(f"{work}/{name}.log", "w")
-        self.proc = subprocess.Popen([f"{ROOT}/target/release/medic", "run"], env=env,
+        self.proc = subprocess.Popen([binary, "run"], env=env,
                                      stderr=self.log, stdout=self.log)
         wait_http(f"http://127.0.0.1:{self.port}/health")
 
@@ -178,10 +180,11 @@ def main():
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--probes", type=int, default=300)
+    parser.add_argument("--binary", default=f"{ROOT}/target/release/medic")
     parser.add_argument("--json", action="store_true", help="print one JSON object, no table")
     parser.add_argument("--no-build", action="store_true", help="use target/release/medic as is")
     args = parser.parse_args()
-    if not args.no_build:
+    if not args.no_build and args.binary == f"{ROOT}/target/release/medic":
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "medic"], cwd=ROOT, check=True)
 
     seconds = args.minutes * 60
@@ -194,12 +197,12 @@ def main():
     try:
         empty_cfg = f"{work}/empty.yaml"
         open(empty_cfg, "w").write("probes: {}\n")
-        medic = Medic(work, project, empty_cfg, "empty")
+        medic = Medic(args.binary, work, project, empty_cfg, "empty")
         phases.append(("empty: nothing in scope, no probe", 0, 0, medic.measure(min(30, seconds))))
         medic.stop()
 
         start_containers(project, args.containers)
-        medic = Medic(work, project, empty_cfg, "idle")
+        medic = Medic(args.binary, work, project, empty_cfg, "idle")
         end = time.time() + 60
         while len(detailed(medic.port)["components"]) < args.containers:
             if time.time() > end:
@@ -211,7 +214,7 @@ def main():
 
         cfg = f"{work}/probes.yaml"
         write_config(cfg, args.probes, target.server_address[1])
-        medic = Medic(work, project, cfg, "probing")
+        medic = Medic(args.binary, work, project, cfg, "probing")
         time.sleep(15)  # every probe has run once (first runs spread over 1 s of each 10 s)
         got = detailed(medic.port)
         failing = [n for n, c in got["components"].items() if c.get("status") not in ("healthy", "ok")]
@@ -233,11 +236,11 @@ def main():
 
     built = sizes()
     if args.json:
-        print(json.dumps({"phases": [{"phase": p, "containers": c, "probes": n, **m}
+        print(json.dumps({"binary": os.path.relpath(args.binary, ROOT), "phases": [{"phase": p, "containers": c, "probes": n, **m}
                                      for p, c, n, m in phases],
                           "sizes_mb": built}))
         return
-    print(f"\nmedic footprint ({os.cpu_count()} cores, engine "
+    print(f"\nmedic footprint of {os.path.relpath(args.binary, ROOT)} ({os.cpu_count()} cores, engine "
           f"{docker('version', '-f', '{{.Server.Version}}').strip()})\n")
     print("| phase | RSS MiB | of which anonymous | of which the binary's code | peak RSS MiB | CPU % of a core | over s |")
     print("|---|---|---|---|---|---|---|")
