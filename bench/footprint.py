@@ -34,14 +34,10 @@ import threading
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGE = os.environ.get("MEDIC_TEST_BUSYBOX_IMAGE", "medic-test/busybox:latest")
+from benchlib import ROOT, build_release, docker, remove_bench_containers, start_bench_container
+
 TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
-
-
-def docker(*args, check=True):
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True).stdout
 
 
 def status_kib(pid, field):
@@ -141,13 +137,8 @@ class Medic:
 def start_containers(project, count):
     names = []
     for i in range(count):
-        name = f"{project}-c{i:03d}"
-        docker("run", "-d", "--name", name, "--label", "medic.bench=true",
-               "--label", f"com.docker.compose.project={project}",
-               "--label", f"com.docker.compose.service=c{i:03d}",
-               "--network", "none", "--health-cmd", "true", "--health-interval", "30s",
-               IMAGE, "sh", "-c", "exec sleep 100000")
-        names.append(name)
+        names.append(start_bench_container(project, f"c{i:03d}", f"{project}-c{i:03d}",
+                                           "--health-cmd", "true", "--health-interval", "30s"))
     return names
 
 
@@ -185,7 +176,7 @@ def main():
     parser.add_argument("--no-build", action="store_true", help="use target/release/medic as is")
     args = parser.parse_args()
     if not args.no_build and args.binary == f"{ROOT}/target/release/medic":
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "medic"], cwd=ROOT, check=True)
+        build_release()
 
     seconds = args.minutes * 60
     project = f"medicfoot{os.getpid()}"
@@ -229,9 +220,7 @@ def main():
         if medic:
             medic.stop()
         target.shutdown()
-        ids = docker("ps", "-aq", "--filter", "label=medic.bench=true").split()
-        if ids:
-            docker("rm", "-f", *ids, check=False)
+        remove_bench_containers()
         shutil.rmtree(work, ignore_errors=True)
 
     built = sizes()

@@ -23,12 +23,7 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGE = os.environ.get("MEDIC_TEST_BUSYBOX_IMAGE", "medic-test/busybox:latest")
-
-
-def docker(*args, check=True):
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True).stdout
+from benchlib import ROOT, build_release, docker, remove_bench_containers, start_bench_container
 
 
 class Events:
@@ -72,15 +67,10 @@ class Events:
 def start_containers(project, prefix, count, health_dir, interval="1s"):
     names = []
     for i in range(count):
-        name = f"{project}-{prefix}{i}"
-        docker("run", "-d", "--name", name, "--label", "medic.bench=true",
-               "--label", f"com.docker.compose.project={project}",
-               "--label", f"com.docker.compose.service={prefix}{i}",
-               "--network", "none", "-v", f"{health_dir}:/hc",
-               "--health-cmd", "test -f /hc/ok", "--health-interval", interval,
-               "--health-retries", "1", "--health-timeout", "5s",
-               IMAGE, "sh", "-c", "exec sleep 100000")
-        names.append(name)
+        names.append(start_bench_container(
+            project, f"{prefix}{i}", f"{project}-{prefix}{i}", "-v", f"{health_dir}:/hc",
+            "--health-cmd", "test -f /hc/ok", "--health-interval", interval,
+            "--health-retries", "1", "--health-timeout", "5s"))
     return names
 
 
@@ -111,7 +101,7 @@ def main():
     args = parser.parse_args()
 
     if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "medic"], cwd=ROOT, check=True)
+        build_release()
     project = f"medicbench{os.getpid()}"
     work = tempfile.mkdtemp(prefix="medic-bench-")
     medic = None
@@ -186,9 +176,7 @@ def main():
         if medic:
             medic.terminate()
             medic.wait()
-        ids = docker("ps", "-aq", "--filter", "label=medic.bench=true").split()
-        if ids:
-            docker("rm", "-f", *ids, check=False)
+        remove_bench_containers()
         shutil.rmtree(work, ignore_errors=True)
 
 
