@@ -13,7 +13,8 @@ use super::email::MailSettings;
 use crate::config::{parse_duration, ConfigError};
 use crate::probe::spec::CronSchedule;
 
-/// Every variable [`NotifySettings::from_vars`] reads besides the mail ones.
+/// Every `MEDIC_*` variable [`NotifySettings::from_vars`] reads besides the mail ones (it also
+/// reads `TZ`, which is not medic's own and so is not listed).
 pub const NOTIFY_VARIABLES: &[&str] = &[
     "MEDIC_STACK_NAME",
     "MEDIC_PUBLIC_URL",
