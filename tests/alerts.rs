@@ -12,124 +12,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use common::{wait_for, Medic, TestRun};
-
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn state_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".testenv")
-}
-
-fn plain_port() -> String {
-    var("MEDIC_TEST_SMTP_PORT", "2525")
-}
-
-fn plain_dir() -> PathBuf {
-    PathBuf::from(var(
-        "MEDIC_TEST_SMTP_DIR",
-        &state_dir().join("smtp/plain").display().to_string(),
-    ))
-}
-
-/// A recipient no other test or run uses.
-fn unique_rcpt(label: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{label}-{}-{nanos}-{}@example.com",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// One message as the test server stored it, decoded.
-#[derive(Debug, Clone)]
-struct Mail {
-    subject: String,
-    text: String,
-    html: String,
-    tls: bool,
-    auth_user: Option<String>,
-}
-
-/// Every message addressed to `rcpt` in `dir`, in the order received.
-fn mails_to(dir: &Path, rcpt: &str) -> Vec<Mail> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
-    files.sort();
-    let mut out = Vec::new();
-    for path in files {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let to_me = json["rcpt_tos"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|v| v.as_str() == Some(rcpt));
-        if !to_me {
-            continue;
-        }
-        let data = json["data"].as_str().unwrap_or_default();
-        let Some(parsed) = mail_parser::MessageParser::default().parse(data.as_bytes()) else {
-            continue;
-        };
-        out.push(Mail {
-            subject: parsed.subject().unwrap_or_default().to_string(),
-            text: parsed
-                .body_text(0)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            html: parsed
-                .body_html(0)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            tls: json["tls"].as_bool().unwrap_or(false),
-            auth_user: json["auth_user"].as_str().map(str::to_string),
-        });
-    }
-    out
-}
-
-/// Waits until the messages to `rcpt` satisfy `done`, and returns them.
-fn wait_mails(
-    dir: &Path,
-    rcpt: &str,
-    timeout: Duration,
-    medic: &Medic,
-    done: impl Fn(&[Mail]) -> bool,
-) -> Vec<Mail> {
-    let start = Instant::now();
-    loop {
-        let mails = mails_to(dir, rcpt);
-        if done(&mails) {
-            return mails;
-        }
-        if start.elapsed() > timeout {
-            panic!(
-                "timed out waiting for mail to {rcpt}; got subjects {:?}\n{}",
-                mails.iter().map(|m| &m.subject).collect::<Vec<_>>(),
-                medic.dump()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::mail::{mails_to, plain_dir, plain_port, unique_rcpt, wait_mails, Mail, OwnSmtp};
+use common::{free_port, state_dir, var, wait_for, Medic, TestRun};
 
 fn count(mails: &[Mail], prefix: &str) -> usize {
     mails
@@ -149,72 +36,9 @@ fn plain_mail(rcpt: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// A container of the test's compose project, as `service`, healthy while `/tmp/ok` exists. No
-/// network: the healthcheck needs none, and the test then does not depend on Docker's bridge.
-fn service(run: &TestRun, service: &str) -> String {
-    run.container(
-        service,
-        &[
-            ("com.docker.compose.project", run.id.as_str()),
-            ("com.docker.compose.service", service),
-        ],
-        &["--network", "none"],
-    )
-}
-
 fn start_medic(vars: &[(String, String)]) -> Medic {
     let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Medic::start(&refs)
-}
-
-/// An instance of the test SMTP server of the test's own, stopped when dropped.
-struct OwnSmtp {
-    child: Child,
-}
-
-impl OwnSmtp {
-    fn start(port: u16, dir: &Path) -> OwnSmtp {
-        let python = var(
-            "MEDIC_TEST_PYTHON",
-            &state_dir().join("venv/bin/python").display().to_string(),
-        );
-        let script = var(
-            "MEDIC_TEST_SMTP_SCRIPT",
-            &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("scripts/smtp_server.py")
-                .display()
-                .to_string(),
-        );
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--dir"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the test SMTP server starts (scripts/testenv.sh up installs it)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        assert!(line.starts_with("READY"), "SMTP server said {line:?}");
-        // Keep reading: the server logs each message to stdout and dies on a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        OwnSmtp { child }
-    }
-}
-
-impl Drop for OwnSmtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One HTTP request to medic, with an optional bearer token.
@@ -265,7 +89,7 @@ fn critical_recovered_and_gave_up_each_arrive_once() {
         ),
     ]);
     let medic = start_medic(&vars);
-    let web = service(&run, "web");
+    let web = run.offline_service("web", &[]);
     wait_for("web healthy", Duration::from_secs(30), || {
         run.health(&web) == "healthy"
     });
@@ -350,8 +174,8 @@ fn two_components_failing_in_one_round_make_one_email() {
         ("MEDIC_ALERT_GROUP_WINDOW".into(), "3s".into()),
     ]);
     let medic = start_medic(&vars);
-    let api = service(&run, "api");
-    let db = service(&run, "db");
+    let api = run.offline_service("api", &[]);
+    let db = run.offline_service("db", &[]);
     for c in [&api, &db] {
         wait_for("healthy", Duration::from_secs(30), || {
             run.health(c) == "healthy"
@@ -400,7 +224,7 @@ fn alerts_survive_smtp_down_and_sigkill_and_arrive_exactly_once() {
         ("MEDIC_OUTBOX_RETRY_MAX".into(), "2s".into()),
     ];
     let medic = start_medic(&vars);
-    let web = service(&run, "web");
+    let web = run.offline_service("web", &[]);
     wait_for("web healthy", Duration::from_secs(30), || {
         run.health(&web) == "healthy"
     });
@@ -424,7 +248,7 @@ fn alerts_survive_smtp_down_and_sigkill_and_arrive_exactly_once() {
 
     let medic = medic.sigkill_and_restart();
     assert_eq!(pending(&db).len(), 2, "the outbox survived the SIGKILL");
-    let _server = OwnSmtp::start(port, dir.path());
+    let _server = OwnSmtp::start(port, dir.path(), &[]);
     let mails = wait_mails(dir.path(), &rcpt, Duration::from_secs(30), &medic, |m| {
         m.len() >= 2
     });
@@ -613,7 +437,7 @@ fn slack_webhooks_carry_the_alerts_and_are_retried() {
         ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
         ("MEDIC_OUTBOX_RETRY_MAX".into(), "1s".into()),
     ]);
-    let web = service(&run, "web");
+    let web = run.offline_service("web", &[]);
     wait_for("web healthy", Duration::from_secs(30), || {
         run.health(&web) == "healthy"
     });

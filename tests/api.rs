@@ -51,19 +51,6 @@ fn request(
     (status, head.to_lowercase(), body.to_string())
 }
 
-/// A container of the test's compose project as service `service`, without a network: its
-/// healthcheck needs none, and the test does not depend on the engine's default bridge.
-fn service(run: &TestRun, service: &str) -> String {
-    run.container(
-        service,
-        &[
-            ("com.docker.compose.project", run.id.as_str()),
-            ("com.docker.compose.service", service),
-        ],
-        &["--network", "none"],
-    )
-}
-
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -460,7 +447,7 @@ fn a_silenced_component_is_neither_restarted_nor_alerted_while_unhealthy() {
     let run = TestRun::new("apisilence");
     let medic = Medic::start(&[("MEDIC_PROJECT", &run.id), ("MEDIC_API_TOKEN", TOKEN)]);
     let addr = medic.addr();
-    let web = service(&run, "web");
+    let web = run.offline_service("web", &[]);
     wait_for("web healthy", Duration::from_secs(30), || {
         detailed(&addr, Some(TOKEN))["components"]["web"]["status"] == "healthy"
     });
@@ -524,7 +511,7 @@ fn metrics_parse_and_count_probe_failures_and_restarts() {
         ("MEDIC_CONFIG", config.to_str().unwrap()),
     ]);
     let addr = medic.addr();
-    let web = service(&run, "web");
+    let web = run.offline_service("web", &[]);
     let service = format!("{}/web", run.id);
     wait_for("web healthy", Duration::from_secs(30), || {
         detailed(&addr, None)["components"]["web"]["status"] == "healthy"
@@ -648,7 +635,7 @@ fn the_status_page_shows_every_component_in_chromium() {
         ("MEDIC_API_TOKEN", TOKEN),
     ]);
     let addr = medic.addr();
-    let _web = service(&run, "web");
+    let _web = run.offline_service("web", &[]);
     wait_for("every component checked", Duration::from_secs(30), || {
         let d = detailed(&addr, Some(TOKEN));
         d["components"]["web"]["status"] == "healthy"

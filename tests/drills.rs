@@ -21,58 +21,19 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Medic, TestRun};
+use common::mail::{
+    mails_to, plain_dir, plain_port, subjects, unique_rcpt, wait_mails, Mail, OwnSmtp,
+};
+use common::{free_port, var, wait_for, Medic, TestRun};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn state_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".testenv")
-}
-
-/// The test environment's plain SMTP server and the folder it stores messages in.
-fn plain_smtp() -> (String, PathBuf) {
-    (
-        var("MEDIC_TEST_SMTP_PORT", "2525"),
-        PathBuf::from(var(
-            "MEDIC_TEST_SMTP_DIR",
-            &state_dir().join("smtp/plain").display().to_string(),
-        )),
-    )
-}
-
-/// A recipient no other test or run uses (the SMTP folders are shared).
-fn unique_rcpt(label: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "drill-{label}-{}-{nanos}-{}@example.com",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// splitmix64: a small seeded generator, so a failing schedule can be replayed exactly.
 struct Rng(u64);
@@ -130,80 +91,6 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 
 // ---- mail
 
-/// One message the test SMTP server stored.
-#[derive(Debug, Clone)]
-struct Mail {
-    subject: String,
-    text: String,
-}
-
-/// Every message to `rcpt` in `dir`, in the order received.
-fn mails_to(dir: &Path, rcpt: &str) -> Vec<Mail> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
-    files.sort();
-    let mut out = Vec::new();
-    for path in files {
-        let Some(json) = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        else {
-            continue;
-        };
-        let to_me = json["rcpt_tos"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|v| v.as_str() == Some(rcpt));
-        if !to_me {
-            continue;
-        }
-        let data = json["data"].as_str().unwrap_or_default();
-        let Some(parsed) = mail_parser::MessageParser::default().parse(data.as_bytes()) else {
-            continue;
-        };
-        out.push(Mail {
-            subject: parsed.subject().unwrap_or_default().to_string(),
-            text: parsed
-                .body_text(0)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-        });
-    }
-    out
-}
-
-/// Waits until the messages to `rcpt` satisfy `done`; returns them.
-fn wait_mails(
-    dir: &Path,
-    rcpt: &str,
-    timeout: Duration,
-    medic: &Medic,
-    done: impl Fn(&[Mail]) -> bool,
-) -> Vec<Mail> {
-    let start = Instant::now();
-    loop {
-        let mails = mails_to(dir, rcpt);
-        if done(&mails) {
-            return mails;
-        }
-        if start.elapsed() > timeout {
-            panic!(
-                "timed out waiting for mail to {rcpt}; got {:?}\n{}",
-                subjects(&mails),
-                medic.dump()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn subjects(mails: &[Mail]) -> Vec<&str> {
-    mails.iter().map(|m| m.subject.as_str()).collect()
-}
-
 /// The (kind, component) pairs an alert subject names, e.g.
 /// `🚨 CRITICAL: web, db failure · ✅ RECOVERED: mq - stack` gives (CRITICAL, web), (CRITICAL,
 /// db), (RECOVERED, mq).
@@ -246,52 +133,6 @@ fn count_of(counts: &BTreeMap<(String, String), usize>, kind: &str, component: &
 /// The body as sent, compared the way it arrived (line ends and trailing space aside).
 fn normalised(text: &str) -> String {
     text.replace("\r\n", "\n").trim_end().to_string()
-}
-
-/// An instance of the test SMTP server (scripts/smtp_server.py) the test owns, stopped when
-/// dropped.
-struct OwnSmtp {
-    child: Child,
-}
-
-impl OwnSmtp {
-    /// Listens on `port` and stores messages in `dir`; `extra` are more options of the script
-    /// (`--reject 451`: answer every DATA with a transient failure).
-    fn start(port: u16, dir: &Path, extra: &[&str]) -> OwnSmtp {
-        let python = var(
-            "MEDIC_TEST_PYTHON",
-            &state_dir().join("venv/bin/python").display().to_string(),
-        );
-        let script = var(
-            "MEDIC_TEST_SMTP_SCRIPT",
-            &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("scripts/smtp_server.py")
-                .display()
-                .to_string(),
-        );
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--dir"])
-            .arg(dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the test SMTP server starts (scripts/testenv.sh up installs it)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = lines.next().and_then(Result::ok).unwrap_or_default();
-        assert!(ready.starts_with("READY"), "SMTP server said {ready:?}");
-        // It logs every message to stdout and must not meet a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        OwnSmtp { child }
-    }
-}
-
-impl Drop for OwnSmtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---- the store
@@ -596,21 +437,6 @@ fn address_of(url: &str) -> SocketAddr {
     host_port.to_socket_addrs().unwrap().next().unwrap()
 }
 
-/// A container of the test's compose project, as `service`: healthy while `/tmp/ok` exists,
-/// or as `extra` says. No network: nothing of it depends on Docker's bridge.
-fn service(run: &TestRun, service: &str, extra: &[&str]) -> String {
-    let mut args = vec!["--network", "none"];
-    args.extend_from_slice(extra);
-    run.container(
-        service,
-        &[
-            ("com.docker.compose.project", run.id.as_str()),
-            ("com.docker.compose.service", service),
-        ],
-        &args,
-    )
-}
-
 /// The address in the first "medic is running" line written after byte `from` of the log.
 fn running_addr(log: &Path, from: u64) -> Option<String> {
     let mut file = std::fs::File::open(log).ok()?;
@@ -651,7 +477,7 @@ fn drill_sigkill_at_random_moments() {
     println!("drill sigkill: seed {seed} (replay with MEDIC_DRILL_SEED={seed})");
     let mut rng = Rng(seed);
     let run = TestRun::new("drillkill");
-    let rcpt = unique_rcpt("kill");
+    let rcpt = unique_rcpt("drill-kill");
     let stack = format!("stack-{}", run.id);
     // An SMTP server of the drill's own that refuses every message for now (451, transient):
     // alerts wait in the outbox and are retried across the first half of the kills.
@@ -690,8 +516,8 @@ fn drill_sigkill_at_random_moments() {
     ]);
     let data_dir = medic.data_dir().to_path_buf();
     // `sick` never passes its healthcheck, not even after a restart; `fine` always does.
-    let sick = service(&run, "sick", &["--health-cmd", "false"]);
-    let fine = service(&run, "fine", &[]);
+    let sick = run.offline_service("sick", &["--health-cmd", "false"]);
+    let fine = run.offline_service("fine", &[]);
 
     let started = Instant::now();
     let mut to_healthy = Vec::new();
@@ -1087,12 +913,8 @@ fn drill_mongodb_and_rabbitmq_down_and_back() {
         (false, true) => format!("{mongo_uri}?directConnection=true"),
         (false, false) => format!("{mongo_uri}/?directConnection=true"),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("medic.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"probes:
+    let (_config_dir, config) = common::medic_config(&format!(
+        r#"probes:
   db:
     type: mongodb
     uri: "{mongo_uri}"
@@ -1109,15 +931,13 @@ fn drill_mongodb_and_rabbitmq_down_and_back() {
     timeout: 3s
     failure_threshold: 2
 "#,
-            database = scratch.database,
-            rabbit_uri = via(&rabbitmq_url, rabbit.port),
-            queue = scratch.queue,
-        ),
-    )
-    .unwrap();
-    let rcpt = unique_rcpt("deps");
+        database = scratch.database,
+        rabbit_uri = via(&rabbitmq_url, rabbit.port),
+        queue = scratch.queue,
+    ));
+    let rcpt = unique_rcpt("drill-deps");
     let stack = format!("stack-{id}");
-    let (smtp_port, smtp_dir) = plain_smtp();
+    let (smtp_port, smtp_dir) = (plain_port(), plain_dir());
     let project = format!("medictest{id}");
     let medic = Medic::start(&[
         ("MEDIC_PROJECT", &project),
@@ -1231,7 +1051,7 @@ fn error_free_of_secret(v: &serde_json::Value) -> bool {
 #[test]
 fn drill_smtp_down_while_five_components_fail_and_recover() {
     let run = TestRun::new("drillsmtp");
-    let rcpt = unique_rcpt("smtp");
+    let rcpt = unique_rcpt("drill-smtp");
     let stack = format!("stack-{}", run.id);
     let port = free_port();
     let mail_dir = tempfile::tempdir().unwrap();
@@ -1247,7 +1067,7 @@ fn drill_smtp_down_while_five_components_fail_and_recover() {
     ]);
     let data_dir = medic.data_dir().to_path_buf();
     let names = ["api", "web", "worker", "cache", "search"];
-    let containers: Vec<String> = names.iter().map(|n| service(&run, n, &[])).collect();
+    let containers: Vec<String> = names.iter().map(|n| run.offline_service(n, &[])).collect();
     for c in &containers {
         wait_for("healthy", Duration::from_secs(30), || {
             run.health(c) == "healthy"
@@ -1331,12 +1151,12 @@ fn drill_smtp_down_while_five_components_fail_and_recover() {
 fn drill_sigkill_as_a_container_turns_unhealthy() {
     let dir = tempfile::tempdir().unwrap();
     let binary = common::medic_binary_copy(dir.path());
-    let (smtp_port, _) = plain_smtp();
+    let smtp_port = plain_port();
     let mut lost = Vec::new();
     let attempts = 5;
     for attempt in 1..=attempts {
         let run = TestRun::new("drillwindow");
-        let rcpt = unique_rcpt("window");
+        let rcpt = unique_rcpt("drill-window");
         let mut medic = Medic::start(&[
             ("MEDIC_PROJECT", &run.id),
             ("MAIL_SERVER", "127.0.0.1"),
@@ -1347,7 +1167,7 @@ fn drill_sigkill_as_a_container_turns_unhealthy() {
         ]);
         let data_dir = medic.data_dir().to_path_buf();
         let from = medic.log_len();
-        service(&run, "sick", &["--health-cmd", "false"]);
+        run.offline_service("sick", &["--health-cmd", "false"]);
         // Poll the log as fast as it can be read, and kill on the line.
         let start = Instant::now();
         while !log_since(&medic.log, from).contains("Docker reports the container unhealthy") {

@@ -10,49 +10,8 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use common::{docker_ok, wait_for, TestRun};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// (subject, text body) of every message the SMTP server stored for `rcpt`.
-fn mails_to(dir: &std::path::Path, rcpt: &str) -> Vec<(String, String)> {
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
-    files.sort();
-    let mut out = Vec::new();
-    for path in files {
-        let Ok(json) = std::fs::read_to_string(&path)
-            .map_err(|_| ())
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|_| ()))
-        else {
-            continue;
-        };
-        let to_me = json["rcpt_tos"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|v| v.as_str() == Some(rcpt));
-        if !to_me {
-            continue;
-        }
-        let data = json["data"].as_str().unwrap_or_default();
-        if let Some(m) = mail_parser::MessageParser::default().parse(data.as_bytes()) {
-            out.push((
-                m.subject().unwrap_or_default().to_string(),
-                m.body_text(0).map(|t| t.to_string()).unwrap_or_default(),
-            ));
-        }
-    }
-    out
-}
+use common::mail::{mails_to, plain_dir, plain_port};
+use common::{compose_container, docker_ok, free_port, var, wait_for, TestRun};
 
 /// The shipped compose files, run under a test project with the E2E_* variables set.
 struct Stack {
@@ -105,18 +64,7 @@ impl Stack {
     }
 
     fn container(&self, service: &str) -> String {
-        docker_ok(
-            None,
-            &[
-                "ps",
-                "-aq",
-                "--no-trunc",
-                "--filter",
-                &format!("label=com.docker.compose.project={}", self.project),
-                "--filter",
-                &format!("label=com.docker.compose.service={service}"),
-            ],
-        )
+        compose_container(&self.project, service)
     }
 }
 
@@ -138,7 +86,6 @@ fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
     std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let medic_port = free_port();
     let admin = format!("{}@example.com", run.id);
-    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
     let socket_gid = std::fs::metadata("/var/run/docker.sock").unwrap().gid();
     Stack::prepare(dir.path());
     let stack = Stack {
@@ -152,17 +99,17 @@ fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
             ("E2E_MEDIC_CONFIG".into(), config.display().to_string()),
             (
                 "E2E_MONGODB_URL".into(),
-                env("MEDIC_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017"),
+                var("MEDIC_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017"),
             ),
             (
                 "E2E_RABBITMQ_URL".into(),
-                env(
+                var(
                     "MEDIC_TEST_RABBITMQ_URL",
                     "amqp://guest:guest@127.0.0.1:5672/%2f",
                 ),
             ),
             ("E2E_ADMIN_EMAIL".into(), admin.clone()),
-            ("E2E_SMTP_PORT".into(), env("MEDIC_TEST_SMTP_PORT", "2525")),
+            ("E2E_SMTP_PORT".into(), plain_port()),
             ("DOCKER_GID".into(), socket_gid.to_string()),
         ],
     };
@@ -213,11 +160,11 @@ fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
     });
 
     // People were told: CRITICAL with the restart under actions taken, then RECOVERED.
-    let smtp_dir = std::path::PathBuf::from(env("MEDIC_TEST_SMTP_DIR", ".testenv/smtp/plain"));
+    let smtp_dir = plain_dir();
     let told = || {
         let subjects: Vec<String> = mails_to(&smtp_dir, &admin)
             .into_iter()
-            .map(|m| m.0)
+            .map(|m| m.subject)
             .collect();
         subjects
             .iter()
@@ -239,22 +186,22 @@ fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
     let mails = mails_to(&smtp_dir, &admin);
     let critical = mails
         .iter()
-        .find(|m| m.0.starts_with("🚨 CRITICAL"))
+        .find(|m| m.subject.starts_with("🚨 CRITICAL"))
         .unwrap();
     assert!(
-        critical.0.ends_with(&format!("- {}", run.id)),
+        critical.subject.ends_with(&format!("- {}", run.id)),
         "{}",
-        critical.0
+        critical.subject
     );
     assert!(
-        critical.1.contains("restarted"),
+        critical.text.contains("restarted"),
         "actions taken name the restart:\n{}",
-        critical.1
+        critical.text
     );
     assert_eq!(
         mails
             .iter()
-            .filter(|m| m.0.starts_with("🚨 CRITICAL"))
+            .filter(|m| m.subject.starts_with("🚨 CRITICAL"))
             .count(),
         1,
         "one CRITICAL email"

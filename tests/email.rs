@@ -6,14 +6,16 @@
 //!
 //! Start the servers first: `scripts/testenv.sh up` (scripts/test.sh does it).
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::mail::unique_token;
 use medic::notify::email::{Email, MailSettings, Mailer, Security, SendError};
 
 /// Where the test environment's SMTP servers are: scripts/testenv.sh's exports, or the
@@ -100,20 +102,6 @@ fn config_error(pairs: &[(&str, &str)]) -> String {
         Err(e) => e.to_string(),
         Ok(s) => panic!("{pairs:?} should be refused, got {s:?}"),
     }
-}
-
-/// A token no other test or run uses, to find one's own message in a shared folder.
-fn unique(label: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{label}-{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
 }
 
 fn email(subject: &str) -> Email {
@@ -263,7 +251,7 @@ async fn plain_smtp_delivers_to_every_recipient_with_decoded_subject_text_and_ht
         ),
         ("MAIL_DEFAULT_SENDER", "Medic Alerts <alerts@example.com>"),
     ]);
-    let token = unique("plain");
+    let token = unique_token("plain");
     let subject = format!("🚨 CRITICAL: mongodb failure - démo ✅ ⛔ {token}");
     let sent = Email {
         subject: subject.clone(),
@@ -319,7 +307,7 @@ async fn text_only_email_is_a_single_plain_part() {
         ("MAIL_PORT", &port),
         ("ADMIN_EMAIL", "ops@example.com"),
     ]);
-    let token = unique("textonly");
+    let token = unique_token("textonly");
     mailer
         .send(&email(&format!("✅ RECOVERED: {token}")))
         .await
@@ -354,7 +342,7 @@ async fn starttls_with_auth_trusts_the_private_ca() {
     ]);
     assert_eq!(mailer.settings().security, Security::StartTls);
     mailer.test_connection().await.expect("STARTTLS and login");
-    let token = unique("starttls");
+    let token = unique_token("starttls");
     mailer
         .send(&email(&format!("⛔ GAVE UP: worker - demo {token}")))
         .await
@@ -380,7 +368,7 @@ async fn without_tls_settings_starttls_is_used_when_offered() {
         ("ADMIN_EMAIL", "ops@example.com"),
     ]);
     assert_eq!(mailer.settings().security, Security::Opportunistic);
-    let token = unique("opportunistic");
+    let token = unique_token("opportunistic");
     mailer.send(&email(&token)).await.expect("send");
     let stored = find_message(&env.tls_dir, &token);
     assert!(stored.tls);
@@ -402,7 +390,7 @@ async fn implicit_tls_with_auth_delivers() {
         ("ADMIN_EMAIL", "ops@example.com"),
     ]);
     assert_eq!(mailer.settings().security, Security::ImplicitTls);
-    let token = unique("smtps");
+    let token = unique_token("smtps");
     mailer
         .send(&email(&format!("❌ Daily Health Report - demo {token}")))
         .await
@@ -432,7 +420,7 @@ async fn a_wrong_password_is_a_permanent_auth_error_that_never_shows_the_passwor
     ]);
     for result in [
         mailer.test_connection().await,
-        mailer.send(&email(&unique("wrongpw"))).await,
+        mailer.send(&email(&unique_token("wrongpw"))).await,
     ] {
         let err = result.expect_err("a wrong password must fail");
         let text = err.to_string();
@@ -474,7 +462,7 @@ async fn an_untrusted_certificate_is_a_clear_tls_error() {
         ("ADMIN_EMAIL", "ops@example.com"),
     ]);
     let err = mailer
-        .send(&email(&unique("untrusted")))
+        .send(&email(&unique_token("untrusted")))
         .await
         .expect_err("the test CA is not trusted without MEDIC_SMTP_CA_FILE");
     let text = err.to_string();
@@ -500,7 +488,7 @@ async fn starttls_required_but_not_offered_is_a_tls_error() {
         ("ADMIN_EMAIL", "ops@example.com"),
     ]);
     let err = mailer
-        .send(&email(&unique("nostarttls")))
+        .send(&email(&unique_token("nostarttls")))
         .await
         .unwrap_err();
     eprintln!("{err}");
@@ -519,7 +507,10 @@ async fn implicit_tls_against_a_plain_port_says_the_server_does_not_speak_tls() 
         ("MEDIC_SMTP_TIMEOUT", "5s"),
         ("ADMIN_EMAIL", "ops@example.com"),
     ]);
-    let err = mailer.send(&email(&unique("sslplain"))).await.unwrap_err();
+    let err = mailer
+        .send(&email(&unique_token("sslplain")))
+        .await
+        .unwrap_err();
     eprintln!("{err}");
     assert!(matches!(err, SendError::Tls { .. }), "{err:?}");
     assert!(err.to_string().contains("MAIL_USE_TLS=true"), "{err}");
@@ -535,7 +526,10 @@ async fn a_server_that_is_down_is_a_quick_transient_error() {
         ("ADMIN_EMAIL", "ops@example.com"),
     ]);
     let started = Instant::now();
-    let err = mailer.send(&email(&unique("down"))).await.unwrap_err();
+    let err = mailer
+        .send(&email(&unique_token("down")))
+        .await
+        .unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -592,7 +586,10 @@ async fn a_451_reply_is_transient_and_a_554_reply_permanent() {
             ("ADMIN_EMAIL", "ops@example.com"),
         ]);
         mailer.test_connection().await.expect("the server is up");
-        let err = mailer.send(&email(&unique("reject"))).await.unwrap_err();
+        let err = mailer
+            .send(&email(&unique_token("reject")))
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, SendError::Rejected { code: c, .. } if c == code),
             "{err:?}"
@@ -649,7 +646,7 @@ async fn an_extra_server_with_its_own_login_accepts_the_message() {
         ("MEDIC_SMTP_CA_FILE", &ca),
         ("ADMIN_EMAIL", "ops@example.com"),
     ]);
-    let token = unique("ownlogin");
+    let token = unique_token("ownlogin");
     mailer.send(&email(&token)).await.expect("send");
     let stored = find_message(&server.dir.path().join("mail"), &token);
     assert_eq!(stored.auth_user.as_deref(), Some("reports@example.com"));

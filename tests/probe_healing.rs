@@ -7,27 +7,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{docker_ok, wait_for, Medic, TestRun};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
+use common::{docker_ok, free_port, medic_config, var, wait_for, Medic, TestRun};
 
 #[test]
 fn a_failing_upload_probe_restarts_the_worker_and_recovers() {
     common::build_images("demo");
     let run = TestRun::new("upload");
     let (app_port, admin_port) = (free_port(), free_port());
-    let mongo = env("MEDIC_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017");
-    let rabbit = env(
+    let mongo = var("MEDIC_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017");
+    let rabbit = var(
         "MEDIC_TEST_RABBITMQ_URL",
         "amqp://guest:guest@127.0.0.1:5672/%2f",
     );
@@ -74,12 +62,8 @@ fn a_failing_upload_probe_restarts_the_worker_and_recovers() {
     );
     let app = start("app", "medic-demo/app:latest", "APP_PORT", app_port);
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("medic.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"probes:
+    let (_config_dir, config) = medic_config(&format!(
+        r#"probes:
   upload:
     type: upload
     url: http://127.0.0.1:{app_port}/api/upload
@@ -89,9 +73,7 @@ fn a_failing_upload_probe_restarts_the_worker_and_recovers() {
     timeout: 4s
     restart: [worker]
 "#
-        ),
-    )
-    .unwrap();
+    ));
     let medic = Medic::start(&[
         ("MEDIC_PROJECT", &run.id),
         ("MEDIC_CONFIG", config.to_str().unwrap()),
@@ -165,12 +147,8 @@ fn a_hung_probe_does_not_delay_another() {
         }
     });
     let _ = held;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("medic.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"probes:
+    let (_config_dir, config) = medic_config(&format!(
+        r#"probes:
   hangs:
     type: http
     url: http://127.0.0.1:{silent_port}/
@@ -184,9 +162,7 @@ fn a_hung_probe_does_not_delay_another() {
     timeout: 2s
     failure_threshold: 1000
 "#
-        ),
-    )
-    .unwrap();
+    ));
     let medic = Medic::start(&[
         ("MEDIC_PROJECT", "medictest-hung-nothing"),
         ("MEDIC_CONFIG", config.to_str().unwrap()),

@@ -4,6 +4,8 @@
 //! [`TestRun`] removes them all when it is dropped, also when the test fails.
 #![allow(dead_code)]
 
+pub mod mail;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,34 @@ use std::time::{Duration, Instant};
 /// The offline busybox image built by scripts/testenv.sh.
 pub fn busybox_image() -> String {
     std::env::var("MEDIC_TEST_BUSYBOX_IMAGE").unwrap_or_else(|_| "medic-test/busybox:latest".into())
+}
+
+/// The environment variable `name`, else `default`.
+pub fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// Where scripts/testenv.sh keeps its state (virtualenv, certificates, SMTP folders).
+pub fn state_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".testenv")
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A medic configuration file holding `yaml`, in a folder that lives as long as the returned
+/// guard.
+pub fn medic_config(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (dir, path)
 }
 
 /// Runs `docker` with these arguments against `host` (None: the default engine).
@@ -170,6 +200,23 @@ impl TestRun {
         ];
         labels.extend_from_slice(extra_labels);
         self.container(service, &labels, &[])
+    }
+
+    /// A container of the run's compose project as `service`, without a network: its
+    /// healthcheck (healthy while `/tmp/ok` exists, unless `extra` brings its own) needs none,
+    /// and the test then does not depend on the engine's default bridge. `extra` are more
+    /// `docker run` options. Returns its name.
+    pub fn offline_service(&self, service: &str, extra: &[&str]) -> String {
+        let mut args = vec!["--network", "none"];
+        args.extend_from_slice(extra);
+        self.container(
+            service,
+            &[
+                ("com.docker.compose.project", self.id.as_str()),
+                ("com.docker.compose.service", service),
+            ],
+            &args,
+        )
     }
 
     /// Makes a container's healthcheck fail from now on.
@@ -439,19 +486,24 @@ impl Compose {
 
     /// The id of the container running `service`.
     pub fn container(&self, service: &str) -> String {
-        docker_ok(
-            None,
-            &[
-                "ps",
-                "-aq",
-                "--no-trunc",
-                "--filter",
-                &format!("label=com.docker.compose.project={}", self.project),
-                "--filter",
-                &format!("label=com.docker.compose.service={service}"),
-            ],
-        )
+        compose_container(&self.project, service)
     }
+}
+
+/// The id of the container running `service` in compose project `project`.
+pub fn compose_container(project: &str, service: &str) -> String {
+    docker_ok(
+        None,
+        &[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ],
+    )
 }
 
 impl Drop for Compose {
