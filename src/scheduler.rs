@@ -23,8 +23,8 @@ use crate::probe::{ProbeContext, ProbeResult, ProbeSpec, Schedule};
 pub struct ProbeReport {
     /// The probe as it was configured for this run.
     pub spec: Arc<ProbeSpec>,
-    /// What it found.
-    pub result: ProbeResult,
+    /// What it found; shared with the API's views, which show it until the next run.
+    pub result: Arc<ProbeResult>,
     /// How late the run started against its schedule: timer slack plus any wait for a free
     /// slot under the concurrency limit. Zero for runs made on request.
     pub lag: Duration,
@@ -35,8 +35,9 @@ pub struct Scheduler {
     ctx: ProbeContext,
     tx: mpsc::Sender<ProbeReport>,
     permits: Arc<Semaphore>,
-    /// Per probe name: the configuration it runs with and the token that stops it.
-    running: HashMap<String, (String, CancellationToken)>,
+    /// Per probe name: the configuration it runs with (shared with its loop) and the token that
+    /// stops it. Compared field by field, secrets included: a changed password restarts it.
+    running: HashMap<String, (Arc<ProbeSpec>, CancellationToken)>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -77,9 +78,8 @@ impl Scheduler {
             keep
         });
         for spec in specs {
-            let fingerprint = format!("{spec:?}");
             if let Some((current, stop)) = self.running.get(&spec.name) {
-                if *current == fingerprint {
+                if **current == *spec {
                     continue;
                 }
                 stop.cancel();
@@ -88,14 +88,15 @@ impl Scheduler {
                 info!(probe = %spec.name, kind = spec.kind.type_name(), component = %spec.component, "probe scheduled");
             }
             let stop = self.shutdown.child_token();
+            let spec = Arc::new(spec.clone());
             self.tracker.spawn(probe_loop(
-                Arc::new(spec.clone()),
+                spec.clone(),
                 self.ctx.clone(),
                 self.permits.clone(),
                 self.tx.clone(),
                 stop.clone(),
             ));
-            self.running.insert(spec.name.clone(), (fingerprint, stop));
+            self.running.insert(spec.name.clone(), (spec, stop));
         }
     }
 
@@ -167,7 +168,7 @@ async fn probe_loop(
         if tx
             .send(ProbeReport {
                 spec: spec.clone(),
-                result,
+                result: Arc::new(result),
                 lag,
             })
             .await

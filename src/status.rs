@@ -255,15 +255,71 @@ pub struct ComponentView {
     /// Its most recent check, of any kind.
     pub last_check: Option<LastCheck>,
     /// Each check's tally, by key (`docker:<container>`, `probe:<name>`).
-    pub checks: BTreeMap<String, CheckState>,
+    pub checks: SmallMap<CheckState>,
     /// Each of its probes' last result, by probe name.
-    pub probes: BTreeMap<String, ProbeResult>,
+    pub probes: SmallMap<Arc<ProbeResult>>,
     /// Its watched containers.
     pub containers: Vec<ContainerView>,
     /// Its restart state; `None` when medic has never restarted it and it has no containers.
     pub restarts: Option<RestartView>,
     /// While set and in the future, medic neither restarts nor alerts about it.
     pub silenced_until: Option<Instant>,
+}
+
+/// A few entries by name, sorted, serialized as a JSON object. A component has one to a few
+/// checks and probes, and its view is rebuilt several times a second: a `BTreeMap` would
+/// allocate room for eleven entries per component each time (about 1 KiB), this holds exactly
+/// what is there.
+#[derive(Debug, Clone)]
+pub struct SmallMap<V>(Vec<(String, V)>);
+
+impl<V> Default for SmallMap<V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<V> SmallMap<V> {
+    /// Sets `key` to `value`, replacing what it held.
+    pub fn insert(&mut self, key: String, value: V) {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    /// True when it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.into_iter()
+    }
+
+    /// The values, by name.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
+
+impl<'a, V> IntoIterator for &'a SmallMap<V> {
+    type Item = (&'a String, &'a V);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, V)>,
+        fn(&'a (String, V)) -> (&'a String, &'a V),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<V: Serialize> Serialize for SmallMap<V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
 }
 
 /// The most recent check of a component.
@@ -320,7 +376,7 @@ pub struct ViewInputs<'a> {
     /// Failure tally per check key.
     pub checks: &'a HashMap<String, CheckState>,
     /// The last result of each probe, with the probe's failure threshold.
-    pub probes: Vec<(&'a ProbeResult, u32)>,
+    pub probes: Vec<(&'a Arc<ProbeResult>, u32)>,
     /// Silenced components and until when.
     pub silenced: &'a HashMap<String, Instant>,
     /// Restarts per service key over the last 24 hours, from the store (the policy state only
@@ -350,8 +406,8 @@ pub fn build_views(input: &ViewInputs<'_>) -> BTreeMap<String, ComponentView> {
         status: Level::Unknown,
         consecutive_failures: 0,
         last_check: None,
-        checks: BTreeMap::new(),
-        probes: BTreeMap::new(),
+        checks: SmallMap::default(),
+        probes: SmallMap::default(),
         containers: Vec::new(),
         restarts: None,
         silenced_until: input.silenced.get(name).copied().filter(|u| *u > now),
@@ -434,7 +490,7 @@ pub fn build_views(input: &ViewInputs<'_>) -> BTreeMap<String, ComponentView> {
                 }
             }
         }
-        view.probes.insert(result.name.clone(), (*result).clone());
+        view.probes.insert(result.name.clone(), Arc::clone(result));
     }
     views
 }
@@ -604,6 +660,24 @@ mod tests {
     }
 
     #[test]
+    fn a_small_map_keeps_names_sorted_and_serializes_as_an_object() {
+        let mut m = SmallMap::default();
+        m.insert("probe:b".to_string(), 2);
+        m.insert("docker:a".to_string(), 1);
+        m.insert("probe:b".to_string(), 3);
+        let entries: Vec<(&str, i32)> = m.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(entries, [("docker:a", 1), ("probe:b", 3)]);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"docker:a":1,"probe:b":3}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&SmallMap::<u8>::default()).unwrap(),
+            "{}"
+        );
+    }
+
+    #[test]
     fn views_take_the_worst_of_containers_and_probes() {
         let now = Utc::now();
         let containers = [
@@ -641,8 +715,8 @@ mod tests {
                 ..Default::default()
             },
         )]);
-        let db = probe("db-write", "db", Severity::Critical);
-        let api = probe("api", "api", Severity::Critical);
+        let db = Arc::new(probe("db-write", "db", Severity::Critical));
+        let api = Arc::new(probe("api", "api", Severity::Critical));
         let silenced = HashMap::from([("db".to_string(), now + chrono::Duration::hours(1))]);
         let healing = HealingSettings::default();
         let views = build_views(&ViewInputs {

@@ -543,7 +543,7 @@ impl Brain {
                     let _ = tx
                         .send(ProbeReport {
                             spec,
-                            result: result.clone(),
+                            result: Arc::new(result.clone()),
                             lag: Duration::ZERO,
                         })
                         .await;
@@ -722,7 +722,7 @@ impl Brain {
     /// Feeds a probe result into the policy; restarts the services it names at its threshold.
     fn on_probe(&mut self, report: ProbeReport) {
         let spec = &report.spec;
-        let result = &report.result;
+        let result: &crate::probe::ProbeResult = &report.result;
         let span = tracing::info_span!("probe", probe = %spec.name, component = %spec.component);
         let _enter = span.enter();
         if let Err(e) = self.store.record_check_run(&result.into()) {

@@ -29,7 +29,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const LABEL_PREFIX: &str = "medic.probe.";
 
 /// One configured probe, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSpec {
     /// Unique name (the key under `probes:` or the `<name>` of the labels).
     pub name: String,
@@ -58,7 +58,7 @@ impl ProbeSpec {
 }
 
 /// When a probe runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
     /// Every so often, from medic's start.
     Interval(Duration),
@@ -122,6 +122,13 @@ impl CronSchedule {
     }
 }
 
+/// Two schedules are the same when their expressions are: the schedule is parsed from it.
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.expression == other.expression
+    }
+}
+
 impl fmt::Debug for CronSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CronSchedule({:?})", self.expression)
@@ -129,7 +136,7 @@ impl fmt::Debug for CronSchedule {
 }
 
 /// The probe types of SPEC "Probes", each with its settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProbeKind {
     /// An HTTP request with expectations.
     Http(HttpSettings),
@@ -227,7 +234,7 @@ impl ProbeKind {
 }
 
 /// An HTTP header to send. Its value is kept as a [`Secret`] because headers are where tokens go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Header {
     /// Header name.
     pub name: String,
@@ -239,7 +246,7 @@ pub struct Header {
 }
 
 /// Settings of an `http` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpSettings {
     /// Request method (default GET).
     pub method: reqwest::Method,
@@ -261,7 +268,7 @@ pub struct HttpSettings {
 }
 
 /// Settings of a `tcp` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TcpSettings {
     /// Host name or address.
     pub host: String,
@@ -270,7 +277,7 @@ pub struct TcpSettings {
 }
 
 /// Settings of a `mongodb` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MongodbSettings {
     /// Connection string (`mongodb://…`), password masked when printed.
     pub uri: SecretUri,
@@ -281,7 +288,7 @@ pub struct MongodbSettings {
 }
 
 /// Settings of a `rabbitmq` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RabbitmqSettings {
     /// AMQP URI (`amqp://user:pass@host:5672/vhost`), password masked when printed.
     pub uri: SecretUri,
@@ -315,7 +322,7 @@ impl fmt::Display for AiProvider {
 }
 
 /// Settings of an `ai` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AiSettings {
     /// The API shape.
     pub provider: AiProvider,
@@ -330,7 +337,7 @@ pub struct AiSettings {
 }
 
 /// Settings of an `upload` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UploadSettings {
     /// Where the multipart POST goes.
     pub url: reqwest::Url,
@@ -383,7 +390,7 @@ impl fmt::Display for ExecTarget {
 }
 
 /// Settings of an `exec` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExecSettings {
     /// Where the command runs.
     pub target: ExecTarget,
@@ -392,7 +399,7 @@ pub struct ExecSettings {
 }
 
 /// Settings of a `disk` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DiskSettings {
     /// A path on the filesystem to measure (default `/`).
     pub path: PathBuf,
@@ -403,7 +410,7 @@ pub struct DiskSettings {
 }
 
 /// Settings of a `memory` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MemorySettings {
     /// The meminfo file (default `/proc/meminfo`).
     pub meminfo: PathBuf,
@@ -414,7 +421,7 @@ pub struct MemorySettings {
 }
 
 /// Settings of a `git` probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GitSettings {
     /// The repository's work tree (the directory holding `.git`).
     pub path: PathBuf,
@@ -1770,6 +1777,29 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn a_changed_secret_makes_a_different_probe_though_it_prints_the_same() {
+        // The scheduler restarts a probe whose spec changed; a new password in a label (the
+        // container recreated with it) must count as a change though both print masked.
+        let spec = |password: &str| {
+            let labels = HashMap::from([
+                ("medic.probe.db.type".to_string(), "mongodb".to_string()),
+                (
+                    "medic.probe.db.uri".to_string(),
+                    format!("mongodb://medic:{password}@db:27017/shop"),
+                ),
+            ]);
+            parse_labels("shop-db-1", "db", &labels, &no_env)
+                .unwrap()
+                .remove(0)
+        };
+        let (old, new) = (spec("first-secret"), spec("second-secret"));
+        assert_eq!(format!("{old:?}"), format!("{new:?}"));
+        assert!(!format!("{old:?}").contains("secret"));
+        assert_ne!(old, new);
+        assert_eq!(old, spec("first-secret"));
     }
 
     #[test]
