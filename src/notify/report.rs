@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::email::Email;
 use super::render::{local_time, short_duration, templates};
 use crate::probe::spec::CronSchedule;
-use crate::store::report::{CheckRun, HistoryRow};
+use crate::store::report::{HistoryRow, ProbeRuns};
 use crate::store::{RestartRecord, Store};
 
 /// The first time strictly after `now` that `cron` fires, reading the cron in `tz`
@@ -162,14 +162,14 @@ pub fn build_report(
     history: &[HistoryRow],
     down_before: &[(String, String)],
     restarts: &[RestartRecord],
-    runs: &[CheckRun],
+    runs: &ProbeRuns,
 ) -> Report {
     let from = now - Duration::hours(24);
     let mut names: BTreeSet<String> = known.iter().cloned().collect();
     names.extend(history.iter().map(|h| h.component.clone()));
     names.extend(down_before.iter().map(|(c, _)| c.clone()));
     names.extend(restarts.iter().map(|r| restart_component(r).to_string()));
-    names.extend(runs.iter().map(|r| r.component.clone()));
+    names.extend(runs.buckets.iter().map(|b| b.component.clone()));
     names.retain(|n| !n.is_empty());
 
     let mut components = Vec::new();
@@ -211,12 +211,15 @@ pub fn build_report(
         }
         let down: i64 = intervals.iter().map(|(a, b)| (*b - *a).num_seconds()).sum();
         let window = (now - from).num_seconds().max(1);
-        let my_runs: Vec<&CheckRun> = runs
+        // Quarter hours of probe runs; one starting before the window counts in its first hour.
+        let my_buckets: Vec<_> = runs
+            .buckets
             .iter()
-            .filter(|r| &r.component == name && r.at >= from)
+            .filter(|b| &b.component == name)
             .collect();
-        let probe_latency_ms = (!my_runs.is_empty())
-            .then(|| my_runs.iter().map(|r| r.latency_ms).sum::<u64>() / my_runs.len() as u64);
+        let run_count: u64 = my_buckets.iter().map(|b| u64::from(b.runs)).sum();
+        let probe_latency_ms = (run_count > 0)
+            .then(|| my_buckets.iter().map(|b| b.latency_sum_ms).sum::<u64>() / run_count);
         let strip = (0..24)
             .map(|i| {
                 let a = from + Duration::hours(i);
@@ -224,7 +227,10 @@ pub fn build_report(
                 if intervals.iter().any(|(s, e)| *s < b && *e > a) {
                     Hour::Down
                 } else if failure_times.iter().any(|t| *t >= a && *t < b)
-                    || my_runs.iter().any(|r| !r.ok && r.at >= a && r.at < b)
+                    || my_buckets.iter().any(|q| {
+                        let t = q.start.max(from);
+                        q.failed > 0 && t >= a && t < b
+                    })
                 {
                     Hour::Degraded
                 } else {
@@ -251,11 +257,11 @@ pub fn build_report(
     }
 
     let mut probes: BTreeMap<String, ProbeLine> = BTreeMap::new();
-    for r in runs.iter().filter(|r| r.at >= from) {
-        let line = probes.entry(r.probe.clone()).or_insert_with(|| ProbeLine {
-            name: r.probe.clone(),
-            probe_type: r.probe_type.clone(),
-            component: r.component.clone(),
+    for b in &runs.buckets {
+        let line = probes.entry(b.probe.clone()).or_insert_with(|| ProbeLine {
+            name: b.probe.clone(),
+            probe_type: b.probe_type.clone(),
+            component: b.component.clone(),
             ok: true,
             runs: 0,
             failed: 0,
@@ -263,15 +269,21 @@ pub fn build_report(
             last_run: String::new(),
             note: String::new(),
         });
-        line.runs += 1;
-        line.failed += u32::from(!r.ok);
-        line.ok = r.ok;
-        line.latency_ms = r.latency_ms;
-        line.last_run = r.at.to_rfc3339();
-        line.note = match &r.error {
-            Some(e) => e.clone(),
-            None => details_note(r.details.as_deref()),
-        };
+        line.runs += b.runs;
+        line.failed += b.failed;
+    }
+    for r in &runs.last {
+        if let Some(line) = probes.get_mut(&r.probe) {
+            line.probe_type = r.probe_type.clone();
+            line.component = r.component.clone();
+            line.ok = r.ok;
+            line.latency_ms = r.latency_ms;
+            line.last_run = r.at.to_rfc3339();
+            line.note = match &r.error {
+                Some(e) => e.clone(),
+                None => details_note(r.details.as_deref()),
+            };
+        }
     }
 
     let failing = components.iter().any(|c| c.status == "failing");
@@ -342,7 +354,7 @@ pub fn report_from_store(
     let history = store.history_since(now - Duration::days(7))?;
     let down_before = store.last_alerts_before(from)?;
     let restarts = store.all_restarts_since(from)?;
-    let runs = store.check_runs_since(from)?;
+    let runs = store.probe_runs_since(from)?;
     if let Err(e) = store.prune_check_runs(now - Duration::days(8)) {
         tracing::warn!(error = %format!("{e:#}"), "cannot prune old probe runs");
     }
@@ -547,6 +559,7 @@ pub fn report_email(report: &Report, tz: Tz, public_url: Option<&str>) -> Email 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::report::CheckRun;
     use chrono::TimeZone;
 
     fn h(at: DateTime<Utc>, component: &str, kind: &str) -> HistoryRow {
@@ -616,16 +629,21 @@ mod tests {
             reason: "unhealthy".into(),
             error: None,
         }];
-        let runs = vec![CheckRun {
-            at: t(3, 0),
-            component: "worker".into(),
-            probe: "upload".into(),
-            probe_type: "upload".into(),
-            ok: false,
-            latency_ms: 300,
-            error: Some("token not found".into()),
-            details: None,
-        }];
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .record_check_run(&CheckRun {
+                at: t(3, 0),
+                component: "worker".into(),
+                probe: "upload".into(),
+                probe_type: "upload".into(),
+                ok: false,
+                latency_ms: 300,
+                error: Some("token not found".into()),
+                details: None,
+            })
+            .unwrap();
+        let runs = store.probe_runs_since(now - Duration::hours(24)).unwrap();
         let r = build_report(
             "shop",
             now,
@@ -686,7 +704,7 @@ mod tests {
             &history,
             &[("web".into(), "alert_critical".into())],
             &[],
-            &[],
+            &ProbeRuns::default(),
         );
         assert_eq!(r.components[0].downtime_secs, 18 * 3600);
         assert_eq!(r.components[0].uptime_percent, 25.0);
