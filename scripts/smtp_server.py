@@ -25,8 +25,10 @@ STARTTLS; AUTH is offered at once since the connection is already encrypted.
 
 `--port 0` picks a free port. Once listening it prints one line `READY <host> <port>` to stdout
 (flushed), so a test can start its own instance and read the port from it. `--reject CODE`
-answers every DATA with that SMTP code (e.g. 451 or 554) to exercise failure paths. SIGTERM or
-SIGINT stops it cleanly.
+answers every DATA with that SMTP code (e.g. 451 or 554) to exercise failure paths.
+`--late-accept N` stores the first N messages but answers their DATA only after
+`--late-seconds` (default 30): a client that gives up sooner sends the message again, as after a
+crash between the server's 250 and the client noting it. SIGTERM or SIGINT stops it cleanly.
 """
 
 from __future__ import annotations
@@ -55,10 +57,16 @@ warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 class StoreHandler:
     """aiosmtpd handler: writes each message to `directory` as one JSON file."""
 
-    def __init__(self, directory: Path, reject: int | None, implicit_tls: bool) -> None:
+    def __init__(
+        self, directory: Path, reject: int | None, implicit_tls: bool, late: int = 0, late_seconds: float = 0
+    ) -> None:
         self.directory = directory
         self.reject = reject
         self.implicit_tls = implicit_tls
+        # The first `late` messages are stored, then answered only after `late_seconds`: a
+        # server that took the message while its client gave up waiting.
+        self.late = late
+        self.late_seconds = late_seconds
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
         if self.reject is not None:
@@ -96,6 +104,9 @@ class StoreHandler:
             os.fsync(f.fileno())
         os.replace(tmp, final)
         print(f"stored {final.name} from={envelope.mail_from} to={envelope.rcpt_tos}", flush=True)
+        if self.late > 0:
+            self.late -= 1
+            await asyncio.sleep(self.late_seconds)
         return "250 Message accepted for delivery"
 
 
@@ -121,6 +132,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--auth-user", help="require AUTH with this user (needs --auth-password)")
     p.add_argument("--auth-password", help="password for --auth-user")
     p.add_argument("--reject", type=int, metavar="CODE", help="answer every DATA with this code")
+    p.add_argument(
+        "--late-accept",
+        type=int,
+        default=0,
+        metavar="N",
+        help="store the first N messages but answer their DATA only after --late-seconds",
+    )
+    p.add_argument("--late-seconds", type=float, default=30.0, help="see --late-accept (default 30)")
     p.add_argument("--hostname", default="medic-test-smtp", help="name in the greeting")
     a = p.parse_args(argv)
     if bool(a.tls_cert) != bool(a.tls_key):
@@ -131,6 +150,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--implicit-tls needs --tls-cert/--tls-key")
     if a.auth_user and not a.tls_cert:
         p.error("AUTH is only offered after STARTTLS here: give --tls-cert/--tls-key too")
+    if a.late_accept < 0 or a.late_seconds < 0:
+        p.error("--late-accept and --late-seconds take counts of 0 or more")
     if a.reject is not None and not 400 <= a.reject <= 599:
         p.error("--reject takes a 4xx or 5xx code")
     return a
@@ -138,7 +159,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 async def serve(a: argparse.Namespace) -> None:
     a.dir.mkdir(parents=True, exist_ok=True)
-    handler = StoreHandler(a.dir, a.reject, a.implicit_tls)
+    handler = StoreHandler(a.dir, a.reject, a.implicit_tls, a.late_accept, a.late_seconds)
 
     tls_context = None
     if a.tls_cert:

@@ -362,9 +362,12 @@ fn a_wrong_password_is_a_clear_error_in_the_log_and_the_detailed_health() {
 
 /// A small HTTP receiver for webhooks (no Slack is reachable here): answers the first request
 /// 503 and every later one 200, and keeps each request's path and body with its answer.
+type Hooked = (String, String, u16, String);
+
 struct HookReceiver {
     port: u16,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, String, u16)>>>,
+    /// (path, body, status answered, Idempotency-Key header).
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Hooked>>>,
 }
 
 impl HookReceiver {
@@ -387,6 +390,7 @@ impl HookReceiver {
                     .unwrap_or("")
                     .to_string();
                 let mut length = 0;
+                let mut key = String::new();
                 loop {
                     let mut header = String::new();
                     if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
@@ -396,13 +400,21 @@ impl HookReceiver {
                         if name.eq_ignore_ascii_case("content-length") {
                             length = value.trim().parse().unwrap_or(0);
                         }
+                        if name.eq_ignore_ascii_case("idempotency-key") {
+                            key = value.trim().to_string();
+                        }
                     }
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
                 let mut all = sink.lock().unwrap();
                 let status = if all.is_empty() { 503 } else { 200 };
-                all.push((path, String::from_utf8_lossy(&body).into_owned(), status));
+                all.push((
+                    path,
+                    String::from_utf8_lossy(&body).into_owned(),
+                    status,
+                    key,
+                ));
                 drop(all);
                 let _ = write!(
                     stream,
@@ -413,7 +425,7 @@ impl HookReceiver {
         HookReceiver { port, requests }
     }
 
-    fn requests(&self) -> Vec<(String, String, u16)> {
+    fn requests(&self) -> Vec<Hooked> {
         self.requests.lock().unwrap().clone()
     }
 }
@@ -445,16 +457,24 @@ fn slack_webhooks_carry_the_alerts_and_are_retried() {
     wait_for("the alerts delivered", Duration::from_secs(60), || {
         hook.requests()
             .iter()
-            .filter(|(_, body, status)| *status == 200 && body.contains("RECOVERED"))
+            .filter(|(_, body, status, _)| *status == 200 && body.contains("RECOVERED"))
             .count()
             == 1
     });
     let requests = hook.requests();
     assert_eq!(requests[0].2, 503, "the first attempt was refused");
+    // Every attempt at one message carries the same Idempotency-Key, each message its own.
+    let refused = &requests[0];
+    assert!(refused.3.starts_with("medic-"), "{refused:?}");
+    let retried: Vec<&Hooked> = requests[1..].iter().filter(|r| r.1 == refused.1).collect();
+    assert_eq!(retried.len(), 1, "{requests:?}");
+    assert_eq!(retried[0].3, refused.3);
+    let keys: std::collections::HashSet<&str> = requests.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(keys.len(), requests.len() - 1, "{requests:?}");
     let delivered: Vec<serde_json::Value> = requests
         .iter()
-        .filter(|(_, _, status)| *status == 200)
-        .map(|(path, body, _)| {
+        .filter(|(_, _, status, _)| *status == 200)
+        .map(|(path, body, _, _)| {
             assert_eq!(path, "/services/T0/B0/secret-hook-token");
             serde_json::from_str(body).unwrap()
         })
@@ -535,4 +555,87 @@ fn a_failing_probe_raises_a_critical_with_actions_for_its_type() {
         "exec-specific advice: {}",
         critical.text
     );
+}
+
+/// Delivery is at least once: a message the server stored but answered too late (as when medic
+/// dies between the server's 250 and noting it) goes out again, and the copy carries the same
+/// Message-ID as the first, so it shows as the same message and not as a second alert.
+#[test]
+fn an_email_sent_again_carries_the_message_id_of_the_first_copy() {
+    let run = TestRun::new("alertresend");
+    let rcpt = unique_rcpt("resend");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    // The first message is stored, then answered after 8 s; medic gives up after 2 s.
+    let _server = OwnSmtp::start(
+        port,
+        dir.path(),
+        &["--late-accept", "1", "--late-seconds", "8"],
+    );
+    let vars: Vec<(String, String)> = vec![
+        ("MAIL_SERVER".into(), "127.0.0.1".into()),
+        ("MAIL_PORT".into(), port.to_string()),
+        ("MAIL_USE_TLS".into(), "false".into()),
+        ("ADMIN_EMAIL".into(), rcpt.clone()),
+        ("MAIL_DEFAULT_SENDER".into(), "medic@stack.test".into()),
+        ("MEDIC_PROJECT".into(), run.id.clone()),
+        ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
+        ("MEDIC_SMTP_TIMEOUT".into(), "2s".into()),
+        ("MEDIC_OUTBOX_RETRY_MAX".into(), "2s".into()),
+    ];
+    let medic = start_medic(&vars);
+    let web = run.offline_service("web", &[]);
+    wait_for("web healthy", Duration::from_secs(30), || {
+        run.health(&web) == "healthy"
+    });
+    // It turns unhealthy: the CRITICAL goes out late, then again; the restart makes it healthy
+    // again (its command creates /tmp/ok): the RECOVERED.
+    run.break_health(&web);
+    let mails = wait_mails(dir.path(), &rcpt, Duration::from_secs(90), &medic, |m| {
+        count(m, "🚨 CRITICAL: web failure") >= 2 && count(m, "✅ RECOVERED: web") >= 1
+    });
+    let subjects: Vec<&str> = mails.iter().map(|m| m.subject.as_str()).collect();
+    assert!(
+        medic.dump().contains("did not answer within 2s"),
+        "the first attempt should have timed out:\n{}",
+        medic.dump()
+    );
+    let critical: Vec<&Mail> = mails
+        .iter()
+        .filter(|m| m.subject.starts_with("🚨 CRITICAL: web failure"))
+        .collect();
+    let recovered: Vec<&Mail> = mails
+        .iter()
+        .filter(|m| m.subject.starts_with("✅ RECOVERED: web"))
+        .collect();
+    assert_eq!((critical.len(), recovered.len()), (2, 1), "{subjects:?}");
+    assert_eq!(
+        critical[1].message_id, critical[0].message_id,
+        "the copy is the same message"
+    );
+    assert_eq!(critical[1].text, critical[0].text);
+    assert_ne!(recovered[0].message_id, critical[0].message_id);
+
+    // The outbox holds each once, sent, and each Message-ID names its outbox row.
+    let db = medic::store::Store::open(medic.data_dir()).unwrap();
+    let outbox = db.outbox_recent(10).unwrap();
+    assert_eq!(outbox.len(), 2, "{outbox:?}");
+    for (row, mail) in [(&outbox[1], critical[0]), (&outbox[0], recovered[0])] {
+        assert_eq!(mail.subject, row.subject, "{row:?}");
+        assert_eq!(row.state, "sent", "{row:?}");
+        let prefix = format!("outbox.{}.", row.id);
+        assert!(
+            mail.message_id.starts_with(&prefix) && mail.message_id.ends_with(".medic@stack.test"),
+            "{} for outbox row {}",
+            mail.message_id,
+            row.id
+        );
+    }
+    assert_eq!(
+        outbox[1].attempts, 1,
+        "one failed attempt before the delivery"
+    );
+    // Nothing more arrives: the late answer to the first copy changes nothing.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(mails_to(dir.path(), &rcpt).len(), 3, "{subjects:?}");
 }

@@ -696,7 +696,7 @@ async fn the_webhook_notifier_survives_hostile_receivers() {
             let started = Instant::now();
             let outcome = tokio::time::timeout(
                 Duration::from_secs(10),
-                webhook::post(&client, &settings, r#"{"alerts":[]}"#),
+                webhook::post(&client, &settings, r#"{"alerts":[]}"#, None),
             )
             .await;
             let elapsed = started.elapsed();

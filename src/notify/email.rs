@@ -677,7 +677,13 @@ impl Mailer {
     /// a user is set, sends, and says QUIT. Returns once the server has accepted the message
     /// (250 after DATA).
     pub async fn send(&self, email: &Email) -> Result<(), SendError> {
-        let message = self.build_message(email)?;
+        self.send_as(email, None).await
+    }
+
+    /// [`Mailer::send`] with a Message-ID of the caller's (see [`Mailer::outbox_message_id`]),
+    /// so every attempt at one message carries the same one; `None` makes a new one.
+    pub async fn send_as(&self, email: &Email, message_id: Option<&str>) -> Result<(), SendError> {
+        let message = self.build_message(email, message_id)?;
         let envelope = message.envelope().clone();
         let bytes = message.formatted();
         self.converse(Some((&envelope, &bytes))).await
@@ -689,12 +695,16 @@ impl Mailer {
         self.converse(None).await
     }
 
-    fn build_message(&self, email: &Email) -> Result<Message, SendError> {
+    fn build_message(&self, email: &Email, message_id: Option<&str>) -> Result<Message, SendError> {
+        let message_id = match message_id {
+            Some(id) => id.to_string(),
+            None => self.new_message_id(),
+        };
         let mut builder = Message::builder()
             .from(self.settings.sender.clone())
             .subject(email.subject.clone())
             .date_now()
-            .message_id(Some(self.new_message_id()))
+            .message_id(Some(message_id))
             .user_agent(format!("medic/{}", env!("CARGO_PKG_VERSION")));
         for recipient in &self.settings.recipients {
             builder = builder.to(recipient.clone());
@@ -710,6 +720,16 @@ impl Mailer {
             server: self.server_label.clone(),
             detail: e.to_string(),
         })
+    }
+
+    /// The Message-ID of outbox message `id` of the database named `identity`
+    /// ([`crate::store::Store::outbox_identity`]): the same on every attempt, different for
+    /// every message and every medic.
+    pub fn outbox_message_id(&self, identity: &str, id: i64) -> String {
+        format!(
+            "<outbox.{id}.{identity}.medic@{}>",
+            self.settings.sender.email.domain()
+        )
     }
 
     /// `<unique@sender-domain>`: the sender's domain is stable, unlike a container's hostname.
@@ -812,8 +832,18 @@ impl Mailer {
                 .map_err(|e| self.classify(Phase::Send, &e))?;
         }
 
-        // The message is accepted once DATA got its 250; a failed QUIT changes nothing.
-        let _ = connection.quit().await;
+        // The message is accepted once DATA got its 250: say so at once, so the outbox notes it
+        // before anything else can happen (a SIGKILL between the 250 and that note makes the
+        // message go out again), and say QUIT meanwhile. A failed QUIT changes nothing.
+        if payload.is_some() {
+            let limit = self.settings.timeout;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(limit, connection.quit()).await;
+            });
+        } else {
+            // A connection test: the QUIT is part of what it checks the server does.
+            let _ = connection.quit().await;
+        }
         Ok(())
     }
 

@@ -187,9 +187,21 @@ pub fn spawn(
     };
     let rounds = Rounds::new(shared.clone());
     tracker.spawn(rounds.run(alerts, shutdown.clone()));
+    let outbox_identity = match shared.store.outbox_identity() {
+        Ok(identity) => Some(identity),
+        Err(e) => {
+            warn!(
+                error = %format!("{e:#}"),
+                "cannot read this database's name: each attempt at an email gets a new \
+                 Message-ID, so a copy sent again after a crash will not show as the same message"
+            );
+            None
+        }
+    };
     let delivery = Delivery {
         shared: shared.clone(),
         mailer,
+        outbox_identity,
         http: reqwest::Client::new(),
     };
     tracker.spawn(delivery.run(shutdown.clone()));
@@ -529,6 +541,8 @@ struct Delivery {
     shared: Shared,
     /// SMTP, when configured.
     mailer: Option<Mailer>,
+    /// [`crate::store::Store::outbox_identity`], for Message-IDs that stay the same on every attempt.
+    outbox_identity: Option<String>,
     /// For webhooks; reuses connections.
     http: reqwest::Client,
 }
@@ -608,17 +622,29 @@ impl Delivery {
                 &self.mailer,
                 serde_json::from_str::<Email>(&message.payload),
             ) {
-                (Some(mailer), Ok(email)) => mailer
-                    .send(&email)
-                    .await
-                    .map_err(|e| (e.to_string(), e.is_transient())),
+                (Some(mailer), Ok(email)) => {
+                    let message_id = self
+                        .outbox_identity
+                        .as_deref()
+                        .map(|identity| mailer.outbox_message_id(identity, message.id));
+                    mailer
+                        .send_as(&email, message_id.as_deref())
+                        .await
+                        .map_err(|e| (e.to_string(), e.is_transient()))
+                }
                 (None, _) => Err(("email is not configured".into(), true)),
                 (_, Err(e)) => Err((format!("unreadable message in the outbox: {e}"), false)),
             },
             Channel::Webhook => match &self.shared.settings.webhook {
-                Some(hook) => webhook::post(&self.http, hook, &message.payload)
-                    .await
-                    .map_err(|e| (e.to_string(), e.transient)),
+                Some(hook) => {
+                    let key = self
+                        .outbox_identity
+                        .as_deref()
+                        .map(|identity| format!("medic-{identity}-{}", message.id));
+                    webhook::post(&self.http, hook, &message.payload, key.as_deref())
+                        .await
+                        .map_err(|e| (e.to_string(), e.transient))
+                }
                 None => Err(("no webhook is configured".into(), true)),
             },
         };

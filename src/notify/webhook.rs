@@ -87,16 +87,22 @@ pub fn body(items: &[AlertItem], ctx: &RenderContext, format: WebhookFormat) -> 
 
 /// Posts a body; `Ok` on any 2xx (whose body is not read). Of any other answer only the start
 /// of the body is read, for the error; a receiver that answers gigabytes, garbage or nothing
-/// costs at most that and the timeout.
+/// costs at most that and the timeout. `idempotency_key` goes in an `Idempotency-Key` header,
+/// the same on every attempt at one message, so a receiver can drop a copy sent again.
 pub async fn post(
     client: &reqwest::Client,
     settings: &WebhookSettings,
     body: &str,
+    idempotency_key: Option<&str>,
 ) -> Result<(), WebhookError> {
     let host = settings.url.host_str().unwrap_or("?").to_string();
-    let result = client
+    let mut request = client
         .post(settings.url.clone())
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(key) = idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    let result = request
         .body(body.to_string())
         .timeout(Duration::from_secs(30))
         .send()

@@ -2,8 +2,9 @@
 //! turned into messages, and the rate limiter's state per component.
 //!
 //! Every email and webhook is written here *before* anything tries to send it, and marked sent
-//! only once the server accepted it, so a message survives a SIGKILL of medic at any moment and
-//! is never sent twice once delivered. An alert the supervisor raised is written to the inbox the
+//! as soon as the server accepted it, so a message survives a SIGKILL of medic at any moment.
+//! Delivery is at least once: a kill between the server's acceptance and that mark sends the
+//! message again, with the same Message-ID ([`Store::outbox_identity`]). An alert the supervisor raised is written to the inbox the
 //! moment the notifier receives it; a round of alerts leaves the inbox in the same transaction
 //! that puts its messages into the outbox and saves the rate limits, so nothing is lost or
 //! doubled between the two either.
@@ -377,6 +378,23 @@ impl Store {
             .optional()?)
     }
 
+    /// A random name of this database, made on first use and kept: with an outbox id it makes
+    /// a Message-ID that stays the same however often the message is sent, so a copy sent again
+    /// after a SIGKILL (the server accepted it, medic died before noting that) carries the
+    /// Message-ID of the first, and mail clients and servers can tell it is the same message.
+    pub fn outbox_identity(&self) -> anyhow::Result<String> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO notify_meta (key, value) VALUES ('outbox_identity', ?1)",
+            params![uuid::Uuid::new_v4().simple().to_string()],
+        )?;
+        Ok(conn.query_row(
+            "SELECT value FROM notify_meta WHERE key = 'outbox_identity'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Sets a value of [`Store::notify_meta`].
     pub fn set_notify_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
         self.conn().execute(
@@ -460,5 +478,19 @@ mod tests {
         );
         store.set_notify_meta("k", "v").unwrap();
         assert_eq!(store.notify_meta("k").unwrap().as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn the_outbox_identity_is_made_once_and_kept_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap().outbox_identity().unwrap();
+        assert_eq!(first.len(), 32, "{first}");
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()), "{first}");
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.outbox_identity().unwrap(), first);
+        assert_eq!(store.outbox_identity().unwrap(), first);
+        let other = tempfile::tempdir().unwrap();
+        let elsewhere = Store::open(other.path()).unwrap();
+        assert_ne!(elsewhere.outbox_identity().unwrap(), first);
     }
 }

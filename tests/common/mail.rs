@@ -50,6 +50,8 @@ pub struct Mail {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// The Message-ID header, without its angle brackets ("" when there is none).
+    pub message_id: String,
     /// Whether it came over TLS.
     pub tls: bool,
     /// The user the client authenticated as, if it did.
@@ -93,6 +95,7 @@ pub fn mails_to(dir: &Path, rcpt: &str) -> Vec<Mail> {
                 .body_html(0)
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
+            message_id: parsed.message_id().unwrap_or_default().to_string(),
             tls: json["tls"].as_bool().unwrap_or(false),
             auth_user: json["auth_user"].as_str().map(str::to_string),
         });
@@ -138,7 +141,8 @@ pub struct OwnSmtp {
 
 impl OwnSmtp {
     /// Listens on `port` and stores messages in `dir`; `extra` are more options of the script
-    /// (`--reject 451`: answer every DATA with a transient failure).
+    /// (`--reject 451`: answer every DATA with a transient failure; `--late-accept 1`: store the
+    /// first message but answer only after `--late-seconds`).
     pub fn start(port: u16, dir: &Path, extra: &[&str]) -> OwnSmtp {
         let python = var(
             "MEDIC_TEST_PYTHON",
