@@ -674,8 +674,8 @@ impl Mailer {
     }
 
     /// Sends one message to every recipient: connects, sets up TLS as configured, logs in if
-    /// a user is set, sends, and says QUIT. Returns once the server has accepted the message
-    /// (250 after DATA).
+    /// a user is set, and sends. Returns as soon as the server has accepted the message (250
+    /// after DATA); the QUIT follows in the background.
     pub async fn send(&self, email: &Email) -> Result<(), SendError> {
         self.send_as(email, None).await
     }

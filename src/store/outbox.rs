@@ -4,10 +4,11 @@
 //! Every email and webhook is written here *before* anything tries to send it, and marked sent
 //! as soon as the server accepted it, so a message survives a SIGKILL of medic at any moment.
 //! Delivery is at least once: a kill between the server's acceptance and that mark sends the
-//! message again, with the same Message-ID ([`Store::outbox_identity`]). An alert the supervisor raised is written to the inbox the
-//! moment the notifier receives it; a round of alerts leaves the inbox in the same transaction
-//! that puts its messages into the outbox and saves the rate limits, so nothing is lost or
-//! doubled between the two either.
+//! message again, with the same Message-ID ([`Store::outbox_identity`]).
+//!
+//! An alert the supervisor raised is written to the inbox the moment the notifier receives it; a
+//! round of alerts leaves the inbox in the same transaction that puts its messages into the
+//! outbox and saves the rate limits, so nothing is lost or doubled between the two either.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
