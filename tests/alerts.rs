@@ -27,13 +27,28 @@ fn count(mails: &[Mail], prefix: &str) -> usize {
 
 /// Mail variables for the plain test server.
 fn plain_mail(rcpt: &str) -> Vec<(String, String)> {
+    mail_on(&plain_port(), rcpt)
+}
+
+/// Mail variables for a plain SMTP server on 127.0.0.1:`port` (the test's own, or the shared one).
+fn mail_on(port: &str, rcpt: &str) -> Vec<(String, String)> {
     vec![
         ("MAIL_SERVER".into(), "127.0.0.1".into()),
-        ("MAIL_PORT".into(), plain_port()),
+        ("MAIL_PORT".into(), port.into()),
         ("MAIL_USE_TLS".into(), "false".into()),
         ("ADMIN_EMAIL".into(), rcpt.into()),
         ("MAIL_DEFAULT_SENDER".into(), "medic@stack.test".into()),
     ]
+}
+
+/// The run's `web` service (healthy while /tmp/ok exists, which its command creates), once
+/// Docker reports it healthy.
+fn healthy_web(run: &TestRun) -> String {
+    let web = run.offline_service("web", &[]);
+    wait_for("web healthy", Duration::from_secs(30), || {
+        run.health(&web) == "healthy"
+    });
+    web
 }
 
 fn start_medic(vars: &[(String, String)]) -> Medic {
@@ -89,10 +104,7 @@ fn critical_recovered_and_gave_up_each_arrive_once() {
         ),
     ]);
     let medic = start_medic(&vars);
-    let web = run.offline_service("web", &[]);
-    wait_for("web healthy", Duration::from_secs(30), || {
-        run.health(&web) == "healthy"
-    });
+    let web = healthy_web(&run);
 
     run.break_health(&web);
     let mails = wait_mails(&plain_dir(), &rcpt, Duration::from_secs(60), &medic, |m| {
@@ -213,21 +225,15 @@ fn alerts_survive_smtp_down_and_sigkill_and_arrive_exactly_once() {
     let stack = format!("stack-{}", run.id);
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let vars: Vec<(String, String)> = vec![
-        ("MAIL_SERVER".into(), "127.0.0.1".into()),
-        ("MAIL_PORT".into(), port.to_string()),
-        ("MAIL_USE_TLS".into(), "false".into()),
-        ("ADMIN_EMAIL".into(), rcpt.clone()),
+    let mut vars = mail_on(&port.to_string(), &rcpt);
+    vars.extend([
         ("MEDIC_PROJECT".into(), run.id.clone()),
         ("MEDIC_STACK_NAME".into(), stack.clone()),
         ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
         ("MEDIC_OUTBOX_RETRY_MAX".into(), "2s".into()),
-    ];
+    ]);
     let medic = start_medic(&vars);
-    let web = run.offline_service("web", &[]);
-    wait_for("web healthy", Duration::from_secs(30), || {
-        run.health(&web) == "healthy"
-    });
+    let web = healthy_web(&run);
     run.break_health(&web);
     // Both the CRITICAL and the RECOVERED wait in the outbox, the server being down.
     let db = medic::store::Store::open(medic.data_dir()).unwrap();
@@ -449,10 +455,7 @@ fn slack_webhooks_carry_the_alerts_and_are_retried() {
         ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
         ("MEDIC_OUTBOX_RETRY_MAX".into(), "1s".into()),
     ]);
-    let web = run.offline_service("web", &[]);
-    wait_for("web healthy", Duration::from_secs(30), || {
-        run.health(&web) == "healthy"
-    });
+    let web = healthy_web(&run);
     run.break_health(&web);
     wait_for("the alerts delivered", Duration::from_secs(60), || {
         hook.requests()
@@ -572,22 +575,15 @@ fn an_email_sent_again_carries_the_message_id_of_the_first_copy() {
         dir.path(),
         &["--late-accept", "1", "--late-seconds", "8"],
     );
-    let vars: Vec<(String, String)> = vec![
-        ("MAIL_SERVER".into(), "127.0.0.1".into()),
-        ("MAIL_PORT".into(), port.to_string()),
-        ("MAIL_USE_TLS".into(), "false".into()),
-        ("ADMIN_EMAIL".into(), rcpt.clone()),
-        ("MAIL_DEFAULT_SENDER".into(), "medic@stack.test".into()),
+    let mut vars = mail_on(&port.to_string(), &rcpt);
+    vars.extend([
         ("MEDIC_PROJECT".into(), run.id.clone()),
         ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
         ("MEDIC_SMTP_TIMEOUT".into(), "2s".into()),
         ("MEDIC_OUTBOX_RETRY_MAX".into(), "2s".into()),
-    ];
+    ]);
     let medic = start_medic(&vars);
-    let web = run.offline_service("web", &[]);
-    wait_for("web healthy", Duration::from_secs(30), || {
-        run.health(&web) == "healthy"
-    });
+    let web = healthy_web(&run);
     // It turns unhealthy: the CRITICAL goes out late, then again; the restart makes it healthy
     // again (its command creates /tmp/ok): the RECOVERED.
     run.break_health(&web);
