@@ -6,6 +6,7 @@
 #   scripts/testenv.sh status   say what runs
 #   scripts/testenv.sh down     stop RabbitMQ, the MongoDB stand-in and the SMTP servers
 #   scripts/testenv.sh prune    remove leftover containers/networks/volumes labelled medic.test=true
+#   scripts/testenv.sh podman   install Podman and build the busybox image into it (part of `up`)
 #
 # What `up` provides, all bound to 127.0.0.1 (see /work/shared/TESTING.md for why these):
 #   Docker Engine       the running one if `docker info` answers, else Debian's docker.io started here
@@ -17,6 +18,8 @@
 #   SMTP, STARTTLS      on 2526, STARTTLS required, AUTH PLAIN/LOGIN required (medic/medic-secret)
 #   SMTPS               on 2527, implicit TLS, AUTH required (same user)
 #   Chromium            Debian's, headless, for the status page test (tests/api.rs)
+#   Podman              Debian's podman (4.3) and the busybox image in its storage, for
+#                       tests/podman.rs, which starts its own `podman system service`
 #
 # State lives in .testenv/ at the repo root (gitignored): logs/, pids/, venv/, tls/, smtp/.
 # Messages go to stderr, so that `env`'s stdout holds nothing but the export lines.
@@ -255,22 +258,10 @@ ensure_docker() {
   fi
 }
 
-# The busybox image: FROM scratch, /bin/busybox from busybox-static and a symlink per applet.
-# Rebuilt only when missing or when the Dockerfile or the busybox binary changed (a hash of both
-# is kept as a label).
-ensure_busybox_image() {
-  ensure_apt busybox-static
-  local bin
-  bin="$(dpkg -L busybox-static | grep -m1 '/busybox$')" || die "busybox-static installs no busybox binary?"
-  local want have
-  # Bump the "context-v" number when the context assembled below changes.
-  want="$( (echo context-v1; cat "$BUSYBOX_DOCKERFILE" "$bin") | sha256sum | cut -c1-16)"
-  have="$(docker image inspect --format '{{ index .Config.Labels "medic.test.hash" }}' "$BUSYBOX_IMAGE" 2>/dev/null || true)"
-  if [[ "$have" == "$want" ]]; then
-    log "image $BUSYBOX_IMAGE: present"
-    return 0
-  fi
-  log "image $BUSYBOX_IMAGE: building"
+# Assembles the busybox image's build context in $STATE/busybox-context from the busybox binary
+# $1, and prints its path.
+busybox_context() {
+  local bin="$1"
   local ctx="$STATE/busybox-context"
   rm -rf "$ctx"
   mkdir -p "$ctx/bin" "$ctx/tmp" "$ctx/etc" "$ctx/root" "$ctx/www" "$ctx/usr"
@@ -285,6 +276,26 @@ ensure_busybox_image() {
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$ctx/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$ctx/etc/group"
   echo "medic test image" >"$ctx/www/index.html"
+  echo "$ctx"
+}
+
+# The busybox image: FROM scratch, /bin/busybox from busybox-static and a symlink per applet.
+# Rebuilt only when missing or when the Dockerfile or the busybox binary changed (a hash of both
+# is kept as a label).
+ensure_busybox_image() {
+  ensure_apt busybox-static
+  local bin
+  bin="$(dpkg -L busybox-static | grep -m1 '/busybox$')" || die "busybox-static installs no busybox binary?"
+  local want have
+  want="$(busybox_hash "$bin")"
+  have="$(docker image inspect --format '{{ index .Config.Labels "medic.test.hash" }}' "$BUSYBOX_IMAGE" 2>/dev/null || true)"
+  if [[ "$have" == "$want" ]]; then
+    log "image $BUSYBOX_IMAGE: present"
+    return 0
+  fi
+  log "image $BUSYBOX_IMAGE: building"
+  local ctx
+  ctx="$(busybox_context "$bin")"
   DOCKER_BUILDKIT=0 docker build -q -f "$BUSYBOX_DOCKERFILE" --label "medic.test.hash=$want" \
     -t "$BUSYBOX_IMAGE" "$ctx" >>"$LOGS/docker-build.log" 2>&1 ||
     die_with_logs "building $BUSYBOX_IMAGE failed" "$LOGS/docker-build.log"
@@ -293,6 +304,45 @@ ensure_busybox_image() {
     die "the new image $BUSYBOX_IMAGE does not run: $out"
   [[ "$out" == hi ]] || die "the new image $BUSYBOX_IMAGE printed '$out' instead of 'hi'"
   log "image $BUSYBOX_IMAGE: built"
+}
+
+# The hash the busybox image is labelled with: of the Dockerfile and the busybox binary $1.
+busybox_hash() {
+  # Bump the "context-v" number when the context assembled by busybox_context changes.
+  (echo context-v1; cat "$BUSYBOX_DOCKERFILE" "$1") | sha256sum | cut -c1-16
+}
+
+# ---------------------------------------------------------------------------------------------
+# Podman (a second engine, for tests/podman.rs)
+
+# Debian's podman, and the busybox image built into Podman's own storage (no image can be
+# pulled; `podman build` of the same context works offline). Podman's service is not started
+# here: each test starts its own on a socket of its own.
+ensure_podman() {
+  ensure_apt podman busybox-static
+  local bin want have
+  bin="$(dpkg -L busybox-static | grep -m1 '/busybox$')" || die "busybox-static installs no busybox binary?"
+  want="$(busybox_hash "$bin")"
+  have="$(podman image inspect --format '{{ index .Config.Labels "medic.test.hash" }}' "$BUSYBOX_IMAGE" 2>/dev/null || true)"
+  if [[ "$have" == "$want" ]]; then
+    log "Podman image $BUSYBOX_IMAGE: present"
+    return 0
+  fi
+  log "Podman image $BUSYBOX_IMAGE: building"
+  local ctx
+  ctx="$(busybox_context "$bin")"
+  mkdir -p "$LOGS"
+  podman build -q -f "$BUSYBOX_DOCKERFILE" --label "medic.test.hash=$want" \
+    -t "$BUSYBOX_IMAGE" "$ctx" >>"$LOGS/podman-build.log" 2>&1 ||
+    die_with_logs "building $BUSYBOX_IMAGE in Podman failed" "$LOGS/podman-build.log"
+  # The sandbox refuses Podman's default rlimits (TESTING.md "Podman"): give the hard ones.
+  local out nofile
+  nofile="$(ulimit -Hn)"
+  out="$(podman run --rm --label medic.test=true --network=none --ulimit "nofile=$nofile:$nofile" \
+    --ulimit nproc=4096:4096 "$BUSYBOX_IMAGE" sh -c 'echo hi' 2>>"$LOGS/podman-build.log")" ||
+    die_with_logs "the new Podman image $BUSYBOX_IMAGE does not run" "$LOGS/podman-build.log"
+  [[ "$out" == hi ]] || die "the new Podman image $BUSYBOX_IMAGE printed '$out' instead of 'hi'"
+  log "Podman image $BUSYBOX_IMAGE: built"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -508,6 +558,7 @@ cmd_up() {
   ensure_mongodb
   ensure_smtp
   ensure_apt chromium fonts-dejavu-core  # tests/api.rs: the status page in headless Chromium
+  ensure_podman
   log "up: everything is running ($((SECONDS - t0))s). Load the variables with: eval \"\$(scripts/testenv.sh env)\""
 }
 
@@ -554,6 +605,12 @@ cmd_status() {
   say() { printf '%-14s %s\n' "$1" "$2"; }
   if docker info >/dev/null 2>&1; then say docker "up"; else say docker "DOWN"; ok=1; fi
   if docker image inspect "$BUSYBOX_IMAGE" >/dev/null 2>&1; then say busybox-image "present"; else say busybox-image "MISSING"; ok=1; fi
+  if command -v podman >/dev/null 2>&1 && podman image exists "$BUSYBOX_IMAGE" 2>/dev/null; then
+    say podman "installed, image present"
+  else
+    say podman "MISSING"
+    ok=1
+  fi
   if command -v rabbitmqctl >/dev/null 2>&1 && port_open "$RABBITMQ_PORT" && rabbit_running; then
     say rabbitmq "up on $RABBITMQ_PORT"
   else
@@ -587,8 +644,9 @@ case "${1:-}" in
   env) cmd_env ;;
   status) cmd_status ;;
   prune) cmd_prune ;;
+  podman) mkdir -p "$LOGS" "$PIDS"; ensure_podman ;;
   *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

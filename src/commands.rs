@@ -169,7 +169,8 @@ pub async fn check(
             status: "ok".into(),
             latency_ms: None,
             detail: format!(
-                "engine {} (API {}); watching {}",
+                "{} {} (API {}); watching {}",
+                version.kind,
                 version.version,
                 version.api_version,
                 match &scope.project {

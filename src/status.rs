@@ -27,6 +27,8 @@ use crate::probe::{ProbeResult, Severity};
 pub struct DockerStatus {
     /// True while the engine answers.
     pub reachable: bool,
+    /// Which engine answers on the socket (`Docker Engine` or `Podman`), once known.
+    pub engine: Option<String>,
     /// The engine's version, once known.
     pub version: Option<String>,
     /// The negotiated API version, once known.

@@ -187,6 +187,7 @@ pub fn spawn(
         interrupted_restarts,
         operator_holds: HashMap::new(),
         last_hold: HashMap::new(),
+        event_health: HashMap::new(),
         tracker: tracker.clone(),
     };
     tracker.spawn(brain.run(rx, probe_rx, command_rx, shutdown.clone()));
@@ -237,10 +238,13 @@ impl Watcher {
             };
             backoff = Duration::from_millis(500);
             info!(
-                engine = %version.version,
+                engine = %version.kind,
+                version = %version.version,
                 api = %version.api_version,
                 reconnected = was_connected,
-                "connected to the Docker engine"
+                "connected to the {} engine {}",
+                version.kind.short(),
+                version.version
             );
             if was_connected {
                 let _ = self.tx.send(Message::Reconnected).await;
@@ -248,6 +252,7 @@ impl Watcher {
             was_connected = true;
             self.status.set_docker(DockerStatus {
                 reachable: true,
+                engine: Some(version.kind.to_string()),
                 version: Some(version.version.clone()),
                 api_version: Some(version.api_version.clone()),
                 error: None,
@@ -394,6 +399,11 @@ struct Brain {
     operator_holds: HashMap<String, Instant>,
     /// The last hold logged per service, so a steady hold is logged once.
     last_hold: HashMap<String, String>,
+    /// The health each container's last health event said, by container id. Podman sends an
+    /// event per healthcheck run, Docker one per change: only a change is acted on, so both
+    /// engines heal alike. Forgotten when the container starts, stops or goes away, and on a
+    /// reconnect, since the next health after that is news whatever it is.
+    event_health: HashMap<String, Health>,
     tracker: TaskTracker,
 }
 
@@ -407,8 +417,7 @@ fn service_key(c: &Container) -> String {
 
 /// The key operator holds are kept under: the project, or the container for lone ones.
 fn hold_key(labels: &HashMap<String, String>, name: &str) -> String {
-    labels
-        .get(crate::docker::LABEL_PROJECT)
+    crate::docker::project_of(labels)
         .map(|p| format!("project:{p}"))
         .unwrap_or_else(|| format!("container:{name}"))
 }
@@ -624,6 +633,22 @@ impl Brain {
         let span = tracing::info_span!("event", %component, container = %name);
         let _enter = span.enter();
         let now = Utc::now();
+        if let EventKind::Health(health) = &event.kind {
+            if self.event_health.insert(event.id.clone(), *health) == Some(*health) {
+                debug!(health = ?health, "health unchanged: nothing to do");
+                return;
+            }
+        }
+        if matches!(
+            event.kind,
+            EventKind::Start
+                | EventKind::Die
+                | EventKind::Stop
+                | EventKind::Kill
+                | EventKind::Destroy
+        ) {
+            self.event_health.remove(&event.id);
+        }
         match &event.kind {
             EventKind::Health(Health::Unhealthy) => {
                 let container = container_from_event(&event);
@@ -856,6 +881,7 @@ impl Brain {
     /// an operator's. Containers stopped then stay stopped anyway (medic never starts one), so
     /// the holds are lifted and what came back broken can be healed.
     fn on_reconnected(&mut self) {
+        self.event_health.clear();
         if !self.operator_holds.is_empty() {
             info!("the engine restarted: lifting holds set while it was shutting down");
             self.operator_holds.clear();

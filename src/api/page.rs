@@ -164,7 +164,8 @@ pub fn render(detailed: &Detailed, events: &[TimelineEvent], now: Instant) -> St
     );
     let docker = if detailed.docker.reachable {
         format!(
-            "Docker {} (API {})",
+            "{} {} (API {})",
+            esc(detailed.docker.engine.as_deref().unwrap_or("Docker")),
             esc(detailed.docker.version.as_deref().unwrap_or("?")),
             esc(detailed.docker.api_version.as_deref().unwrap_or("?"))
         )

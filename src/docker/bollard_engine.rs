@@ -2,8 +2,15 @@
 //!
 //! The API version is negotiated on first contact and again after every reconnect, because
 //! users run engines both older (Debian's 20.10 speaks 1.41) and newer than bollard's default.
+//!
+//! Podman's Docker-compatible service (checked with Debian's Podman 4.3) differs in two ways
+//! this file evens out: its container list carries no health in the status text, so running
+//! containers are inspected for it; and its health events are a bare `health_status` action, one
+//! per healthcheck run, with the state in a field bollard does not read (and, in 4.3, the state
+//! from before that run), so the container is inspected for its current health.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bollard::query_parameters::{
@@ -14,13 +21,16 @@ use futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::RwLock;
 
 use super::{
-    Container, Engine, EngineError, EngineEvent, EngineVersion, EventKind, Health, RunState,
+    Container, Engine, EngineError, EngineEvent, EngineKind, EngineVersion, EventKind, Health,
+    RunState,
 };
 
 /// The engine reached through bollard.
 pub struct BollardEngine {
     /// The client; replaced by a version-negotiated copy on every successful `version()` call.
     client: RwLock<Docker>,
+    /// Set by `version()` when the engine is Podman, whose container list carries no health.
+    podman: AtomicBool,
 }
 
 impl BollardEngine {
@@ -45,6 +55,7 @@ impl BollardEngine {
         };
         Ok(BollardEngine {
             client: RwLock::new(client),
+            podman: AtomicBool::new(false),
         })
     }
 
@@ -77,6 +88,57 @@ fn nanos(n: Option<i64>) -> Option<Duration> {
     n.filter(|n| *n > 0).map(|n| Duration::from_nanos(n as u64))
 }
 
+/// One container in full through `client`; `Ok(None)` when it no longer exists.
+async fn inspect_with(client: &Docker, id: &str) -> Result<Option<Container>, EngineError> {
+    let response = match client
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .map_err(map_err)
+    {
+        Ok(r) => r,
+        Err(EngineError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let config = response.config.unwrap_or_default();
+    let state = response.state.unwrap_or_default();
+    let run_state = state
+        .status
+        .map(|s| RunState::parse(s.as_ref()))
+        .unwrap_or(RunState::Unknown);
+    let health = state
+        .health
+        .and_then(|h| h.status)
+        .map(|s| Health::parse(s.as_ref()))
+        .unwrap_or(Health::None);
+    Ok(Some(Container {
+        id: response.id.unwrap_or_else(|| id.to_string()),
+        name: response
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        labels: config.labels.unwrap_or_default(),
+        state: run_state,
+        health,
+        stop_timeout: config
+            .stop_timeout
+            .filter(|s| *s >= 0)
+            .map(|s| Duration::from_secs(s as u64)),
+        start_period: config.healthcheck.and_then(|h| nanos(h.start_period)),
+    }))
+}
+
+/// Podman's bare `health_status` made into the container's current health. Not running (the
+/// event raced a stop) or gone: the event says nothing medic acts on.
+async fn health_now(client: &Docker, id: &str) -> EventKind {
+    match inspect_with(client, id).await {
+        Ok(Some(c)) if c.state == RunState::Running => EventKind::Health(c.health),
+        Ok(Some(c)) => EventKind::Other(format!("health_status of a {:?} container", c.state)),
+        Ok(None) => EventKind::Other("health_status of a removed container".into()),
+        Err(e) => EventKind::Other(format!("health_status (cannot inspect: {e})")),
+    }
+}
+
 #[async_trait::async_trait]
 impl Engine for BollardEngine {
     async fn version(&self) -> Result<EngineVersion, EngineError> {
@@ -89,7 +151,13 @@ impl Engine for BollardEngine {
         let api_version = negotiated.client_version().to_string();
         let version = negotiated.version().await.map_err(map_err)?;
         *self.client.write().await = negotiated;
+        let kind = EngineKind::from_components(
+            version.components.iter().flatten().map(|c| c.name.as_str()),
+        );
+        self.podman
+            .store(kind == EngineKind::Podman, Ordering::Relaxed);
         Ok(EngineVersion {
+            kind,
             version: version.version.unwrap_or_default(),
             api_version,
         })
@@ -140,49 +208,22 @@ impl Engine for BollardEngine {
             }
         }
         let mut containers: Vec<Container> = seen.into_values().collect();
+        if self.podman.load(Ordering::Relaxed) {
+            // Podman's list says "Up 3 minutes" whatever the health: only inspect tells.
+            for c in containers.iter_mut() {
+                if c.state == RunState::Running && c.health == Health::None {
+                    if let Some(full) = inspect_with(&client, &c.id).await? {
+                        c.health = full.health;
+                    }
+                }
+            }
+        }
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(containers)
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<Container>, EngineError> {
-        let response = match self
-            .client()
-            .await
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-            .map_err(map_err)
-        {
-            Ok(r) => r,
-            Err(EngineError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let config = response.config.unwrap_or_default();
-        let state = response.state.unwrap_or_default();
-        let run_state = state
-            .status
-            .map(|s| RunState::parse(s.as_ref()))
-            .unwrap_or(RunState::Unknown);
-        let health = state
-            .health
-            .and_then(|h| h.status)
-            .map(|s| Health::parse(s.as_ref()))
-            .unwrap_or(Health::None);
-        Ok(Some(Container {
-            id: response.id.unwrap_or_else(|| id.to_string()),
-            name: response
-                .name
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_string(),
-            labels: config.labels.unwrap_or_default(),
-            state: run_state,
-            health,
-            stop_timeout: config
-                .stop_timeout
-                .filter(|s| *s >= 0)
-                .map(|s| Duration::from_secs(s as u64)),
-            start_period: config.healthcheck.and_then(|h| nanos(h.start_period)),
-        }))
+        inspect_with(&self.client().await, id).await
     }
 
     async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<(), EngineError> {
@@ -218,22 +259,28 @@ impl Engine for BollardEngine {
             filters: Some(filters),
             ..Default::default()
         };
+        let inspector = client.clone();
         client
             .events(Some(options))
-            .filter_map(|item| async move {
-                match item {
-                    Err(e) => Some(Err(map_err(e))),
-                    Ok(message) => {
-                        let actor = message.actor?;
-                        let id = actor.id?;
-                        let action = message.action?;
-                        Some(Ok(EngineEvent {
-                            id,
-                            kind: EventKind::parse(&action),
-                            attributes: actor.attributes.unwrap_or_default(),
-                            time_nanos: message.time_nano.unwrap_or_default(),
-                        }))
-                    }
+            .filter_map(move |item| {
+                let inspector = inspector.clone();
+                async move {
+                    let message = match item {
+                        Err(e) => return Some(Err(map_err(e))),
+                        Ok(message) => message,
+                    };
+                    let actor = message.actor?;
+                    let id = actor.id?;
+                    let kind = match EventKind::parse(&message.action?) {
+                        EventKind::HealthUnstated => health_now(&inspector, &id).await,
+                        kind => kind,
+                    };
+                    Some(Ok(EngineEvent {
+                        id,
+                        kind,
+                        attributes: actor.attributes.unwrap_or_default(),
+                        time_nanos: message.time_nano.unwrap_or_default(),
+                    }))
                 }
             })
             .boxed()

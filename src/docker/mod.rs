@@ -3,6 +3,10 @@
 //! [`Engine`] is the one seam between medic and Docker; [`BollardEngine`] is its implementation
 //! over the Engine API (unix socket or `DOCKER_HOST`, version negotiated). Everything above this
 //! module works on the plain data in [`Container`] and [`EngineEvent`].
+//!
+//! Two engines speak this API: Docker Engine and Podman's Docker-compatible service. Where they
+//! differ (Podman puts no health in the container list, and its health events do not say the
+//! state), [`BollardEngine`] fills the gap so that the layers above see the same data from both.
 
 mod bollard_engine;
 pub mod scope;
@@ -18,6 +22,10 @@ use futures_util::stream::BoxStream;
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 /// Label: the compose service a container runs.
 pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+/// Label: the project in podman-compose's own namespace. podman-compose 1.0 sets it next to
+/// Compose's `com.docker.compose.project`/`service` (checked with Debian's 1.0.3); older
+/// releases labelled some objects with it alone.
+pub const LABEL_PODMAN_PROJECT: &str = "io.podman.compose.project";
 /// Label: `true` brings a container into scope, `false` takes one out.
 pub const LABEL_ENABLE: &str = "medic.enable";
 /// Label: `false` means medic alerts about the container but never restarts it.
@@ -125,7 +133,7 @@ pub struct Container {
 impl Container {
     /// The compose project, if the container belongs to one.
     pub fn project(&self) -> Option<&str> {
-        self.labels.get(LABEL_PROJECT).map(String::as_str)
+        project_of(&self.labels)
     }
 
     /// The component this container belongs to: its compose service, else its name.
@@ -139,7 +147,17 @@ impl Container {
     }
 }
 
-/// The component name for a container with these labels and name.
+/// The compose project of a container with these labels: Compose's label, else the one
+/// podman-compose sets in its own namespace.
+pub fn project_of(labels: &HashMap<String, String>) -> Option<&str> {
+    labels
+        .get(LABEL_PROJECT)
+        .or_else(|| labels.get(LABEL_PODMAN_PROJECT))
+        .map(String::as_str)
+}
+
+/// The component name for a container with these labels and name: its compose service, else
+/// its name.
 pub fn component_of(labels: &HashMap<String, String>, name: &str) -> String {
     labels
         .get(LABEL_SERVICE)
@@ -164,6 +182,10 @@ fn label_is_true(labels: &HashMap<String, String>, key: &str) -> bool {
 pub enum EventKind {
     /// `health_status: healthy|unhealthy|starting`.
     Health(Health),
+    /// A bare `health_status`: Podman sends one per healthcheck run, with the state in a field
+    /// outside the action (and, in 4.3, the state from before the run). The engine layer looks
+    /// the container up and turns it into [`EventKind::Health`] before anyone else sees it.
+    HealthUnstated,
     /// The container's process exited.
     Die,
     /// The kernel killed a process of the container for memory.
@@ -187,6 +209,7 @@ impl EventKind {
             return EventKind::Health(Health::parse(status.trim()));
         }
         match action {
+            "health_status" => EventKind::HealthUnstated,
             "die" => EventKind::Die,
             "oom" => EventKind::Oom,
             "start" => EventKind::Start,
@@ -221,9 +244,59 @@ impl EngineEvent {
     }
 }
 
+/// Which engine answers on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum EngineKind {
+    /// Docker Engine (Moby).
+    #[serde(rename = "Docker Engine")]
+    Docker,
+    /// Podman's Docker-compatible service (`podman system service`).
+    #[serde(rename = "Podman")]
+    Podman,
+}
+
+impl EngineKind {
+    /// The engine's name as medic shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "Docker Engine",
+            EngineKind::Podman => "Podman",
+        }
+    }
+
+    /// The short name, for sentences: `Docker`, `Podman`.
+    pub fn short(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "Docker",
+            EngineKind::Podman => "Podman",
+        }
+    }
+
+    /// Tells the engines apart by the components `/version` lists: Podman names its own
+    /// "Podman Engine"; Docker's is "Engine".
+    pub fn from_components<'a>(names: impl IntoIterator<Item = &'a str>) -> EngineKind {
+        if names
+            .into_iter()
+            .any(|n| n.to_ascii_lowercase().contains("podman"))
+        {
+            EngineKind::Podman
+        } else {
+            EngineKind::Docker
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Facts about the engine for logs and `/health/detailed`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineVersion {
+    /// Docker Engine or Podman.
+    pub kind: EngineKind,
     /// The engine's version, e.g. 20.10.24.
     pub version: String,
     /// The API version medic talks, after negotiation.
@@ -300,6 +373,8 @@ mod tests {
             EventKind::Health(Health::Unhealthy)
         );
         assert_eq!(EventKind::parse("die"), EventKind::Die);
+        // Podman: the action alone, the state elsewhere.
+        assert_eq!(EventKind::parse("health_status"), EventKind::HealthUnstated);
         assert_eq!(
             EventKind::parse("exec_start: sh"),
             EventKind::Other("exec_start: sh".into())
@@ -324,5 +399,29 @@ mod tests {
         assert_eq!(component_of(&labels, "/web-1"), "web-1");
         labels.insert(LABEL_SERVICE.to_string(), "web".to_string());
         assert_eq!(component_of(&labels, "/web-1"), "web");
+    }
+
+    #[test]
+    fn podman_compose_project_label_names_the_project() {
+        let labels = HashMap::from([(LABEL_PODMAN_PROJECT.to_string(), "shop".to_string())]);
+        assert_eq!(project_of(&labels), Some("shop"));
+        // podman-compose 1.0 sets both with the same value; Compose's wins if they differ.
+        let mut both = labels.clone();
+        both.insert(LABEL_PROJECT.to_string(), "store".to_string());
+        assert_eq!(project_of(&both), Some("store"));
+        assert_eq!(project_of(&HashMap::new()), None);
+    }
+
+    #[test]
+    fn the_engine_is_told_by_its_components() {
+        assert_eq!(
+            EngineKind::from_components(["Podman Engine", "Conmon", "OCI Runtime (runc)"]),
+            EngineKind::Podman
+        );
+        assert_eq!(
+            EngineKind::from_components(["Engine", "containerd", "runc", "docker-init"]),
+            EngineKind::Docker
+        );
+        assert_eq!(EngineKind::from_components([]), EngineKind::Docker);
     }
 }

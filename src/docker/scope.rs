@@ -2,13 +2,14 @@
 //!
 //! In scope: every container of the watched compose project, and any container labelled
 //! `medic.enable=true`. Out of scope: everything else, any container labelled
-//! `medic.enable=false`, and medic's own container, always.
+//! `medic.enable=false`, and medic's own container, always. The project is read from
+//! Compose's `com.docker.compose.project` label or podman-compose's `io.podman.compose.project`.
 
 use std::collections::HashMap;
 
 use super::{
-    label_is_false, label_is_true, own_container_id, Engine, EngineError, LABEL_ENABLE,
-    LABEL_PROJECT,
+    label_is_false, label_is_true, own_container_id, project_of, Engine, EngineError, LABEL_ENABLE,
+    LABEL_PODMAN_PROJECT, LABEL_PROJECT,
 };
 
 /// The rule that decides whether a container is medic's.
@@ -29,7 +30,7 @@ impl Scope {
         if label_is_true(labels, LABEL_ENABLE) {
             return true;
         }
-        match (&self.project, labels.get(LABEL_PROJECT)) {
+        match (&self.project, project_of(labels)) {
             (Some(watched), Some(project)) => watched == project,
             _ => false,
         }
@@ -48,6 +49,8 @@ impl Scope {
         let mut filters = vec![format!("{LABEL_ENABLE}=true")];
         if let Some(project) = &self.project {
             filters.push(format!("{LABEL_PROJECT}={project}"));
+            // Containers podman-compose labelled in its own namespace only.
+            filters.push(format!("{LABEL_PODMAN_PROJECT}={project}"));
         }
         filters
     }
@@ -117,6 +120,13 @@ mod tests {
             ),
             (&own[..12], &[(LABEL_PROJECT, "shop")], false),
             (&own, &[(LABEL_ENABLE, "true")], false),
+            ("p1", &[(LABEL_PODMAN_PROJECT, "shop")], true),
+            ("p2", &[(LABEL_PODMAN_PROJECT, "other")], false),
+            (
+                "p3",
+                &[(LABEL_PODMAN_PROJECT, "shop"), (LABEL_PROJECT, "shop")],
+                true,
+            ),
         ];
         for (id, l, expected) in cases {
             assert_eq!(scope.contains(id, &labels(l)), *expected, "{id} {l:?}");
