@@ -316,6 +316,7 @@ fn every_route_answers_with_the_right_status_and_token_rules() {
     assert_eq!(d["docker"]["reachable"], true);
     assert!(d["docker"]["api_version"].is_string(), "{d:#}");
     assert!(d["docker"]["version"].is_string());
+    assert_eq!(d["docker"]["engine"], "Docker Engine", "{d:#}");
     assert_eq!(d["email"]["configured"], false);
     let down = &d["components"]["down"];
     assert_eq!(down["name"], "down");

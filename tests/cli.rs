@@ -77,6 +77,8 @@ fn check_prints_a_table_and_exits_1_when_something_is_unreachable() {
     assert!(stdout.lines().next().unwrap().starts_with("CHECK"));
     assert!(line("configuration").contains("4 probes"));
     assert!(line("docker").contains(" ok "), "{stdout}");
+    // The machine's engine, named as such (tests/podman.rs checks the Podman case).
+    assert!(line("docker").contains("Docker Engine "), "{stdout}");
     assert!(line("smtp").contains("not configured"));
     assert!(line("db ").contains(" ok "), "{stdout}");
     assert!(line("space").contains(" ok "), "{stdout}");

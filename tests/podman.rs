@@ -418,3 +418,24 @@ fn reconcile_finds_a_container_that_turned_unhealthy_while_medic_was_away() {
     });
     assert_eq!(run.state(&web), "running");
 }
+
+#[test]
+fn check_names_podman_as_the_engine() {
+    let service = PodmanService::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_medic"))
+        .arg("check")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DOCKER_HOST", &service.url)
+        .env("MEDIC_PROJECT", "medicpodmancheck")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let docker = stdout
+        .lines()
+        .find(|l| l.starts_with("docker"))
+        .unwrap_or_else(|| panic!("no docker row in:\n{stdout}"));
+    assert!(docker.contains(" ok "), "{stdout}");
+    assert!(docker.contains("Podman 4."), "{docker}");
+    assert!(docker.contains("(API 1."), "{docker}");
+}
