@@ -187,7 +187,7 @@ pub fn spawn(
         interrupted_restarts,
         operator_holds: HashMap::new(),
         last_hold: HashMap::new(),
-        event_health: HashMap::new(),
+        event_health: HealthEvents::default(),
         tracker: tracker.clone(),
     };
     tracker.spawn(brain.run(rx, probe_rx, command_rx, shutdown.clone()));
@@ -399,12 +399,32 @@ struct Brain {
     operator_holds: HashMap<String, Instant>,
     /// The last hold logged per service, so a steady hold is logged once.
     last_hold: HashMap<String, String>,
-    /// The health each container's last health event said, by container id. Podman sends an
-    /// event per healthcheck run, Docker one per change: only a change is acted on, so both
-    /// engines heal alike. Forgotten when the container starts, stops or goes away, and on a
-    /// reconnect, since the next health after that is news whatever it is.
-    event_health: HashMap<String, Health>,
+    /// What each container's last health event said (see [`HealthEvents`]).
+    event_health: HealthEvents,
     tracker: TaskTracker,
+}
+
+/// The health each container's last health event said, by container id. Podman sends an event
+/// per healthcheck run, Docker one per change: only a change is acted on, so both engines heal
+/// alike. A container's entry is forgotten when it starts, stops or goes away, and all are on a
+/// reconnect, since the next health after that is news whatever it is.
+#[derive(Debug, Default)]
+struct HealthEvents(HashMap<String, Health>);
+
+impl HealthEvents {
+    /// Records what an event says of container `id`; true when it differs from the last one.
+    fn changed(&mut self, id: &str, health: Health) -> bool {
+        self.0.insert(id.to_string(), health) != Some(health)
+    }
+
+    /// The container started, stopped or went: its next health event is news.
+    fn forget(&mut self, id: &str) {
+        self.0.remove(id);
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// The key of a service for restart state: `project/service`, or the container name alone.
@@ -634,7 +654,7 @@ impl Brain {
         let _enter = span.enter();
         let now = Utc::now();
         if let EventKind::Health(health) = &event.kind {
-            if self.event_health.insert(event.id.clone(), *health) == Some(*health) {
+            if !self.event_health.changed(&event.id, *health) {
                 debug!(health = ?health, "health unchanged: nothing to do");
                 return;
             }
@@ -647,7 +667,7 @@ impl Brain {
                 | EventKind::Kill
                 | EventKind::Destroy
         ) {
-            self.event_health.remove(&event.id);
+            self.event_health.forget(&event.id);
         }
         match &event.kind {
             EventKind::Health(Health::Unhealthy) => {
@@ -1337,5 +1357,35 @@ impl RestartTask {
                 RestartResult::Failed(e.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changes_of_health_are_news() {
+        let mut seen = HealthEvents::default();
+        // Podman: one event per healthcheck run.
+        let runs = [
+            (Health::Starting, true),
+            (Health::Healthy, true),
+            (Health::Healthy, false),
+            (Health::Healthy, false),
+            (Health::Unhealthy, true),
+            (Health::Unhealthy, false),
+        ];
+        for (i, (health, news)) in runs.into_iter().enumerate() {
+            assert_eq!(seen.changed("a", health), news, "run {i}: {health:?}");
+        }
+        // Another container has its own history.
+        assert!(seen.changed("b", Health::Unhealthy));
+        // Restarted and unhealthy again without passing through healthy (Docker sends exactly
+        // this): news, since the container started in between.
+        seen.forget("a");
+        assert!(seen.changed("a", Health::Unhealthy));
+        seen.clear();
+        assert!(seen.changed("b", Health::Unhealthy));
     }
 }
