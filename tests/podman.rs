@@ -60,21 +60,35 @@ impl PodmanService {
         let dir = tempfile::tempdir().unwrap();
         let socket: PathBuf = dir.path().join("podman.sock");
         let url = format!("unix://{}", socket.display());
+        let child = PodmanService::spawn(&url);
+        PodmanService {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Starts the service on `url` and waits until it answers.
+    fn spawn(url: &str) -> Child {
         let child = Command::new("podman")
-            .args(["system", "service", "--time=0", &url])
+            .args(["system", "service", "--time=0", url])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start podman system service");
-        let service = PodmanService {
-            child,
-            url,
-            _dir: dir,
-        };
         wait_for("the Podman socket answers", Duration::from_secs(20), || {
-            podman(&["--url", &service.url, "version"]).status.success()
+            podman(&["--url", url, "version"]).status.success()
         });
-        service
+        child
+    }
+
+    /// Stops the service (containers keep running: conmon watches them, not the service), runs
+    /// `meanwhile`, and starts it again on the same socket.
+    fn down_while(&mut self, meanwhile: impl FnOnce()) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        meanwhile();
+        self.child = PodmanService::spawn(&self.url);
     }
 }
 
@@ -438,4 +452,43 @@ fn check_names_podman_as_the_engine() {
     assert!(docker.contains(" ok "), "{stdout}");
     assert!(docker.contains("Podman 4."), "{docker}");
     assert!(docker.contains("(API 1."), "{docker}");
+}
+
+#[test]
+fn medic_reconnects_to_podman_and_heals_what_broke_meanwhile() {
+    let mut service = PodmanService::start();
+    let mut run = PodmanRun::new("away");
+    let medic = medic_on(&service, &run, &[]);
+    // Podman's first answer can take seconds: medic must be connected before the service goes.
+    medic.wait_log("connected", Duration::from_secs(20), |l| {
+        l.contains("connected to the Podman engine")
+    });
+    let web = run.service("web");
+    run.healthcheck_loop(&web);
+    wait_for("web healthy", Duration::from_secs(20), || {
+        run.health(&web) == "healthy"
+    });
+    service.down_while(|| {
+        medic.wait_log(
+            "medic notices Podman is gone",
+            Duration::from_secs(20),
+            |l| l.contains("lost the Docker engine"),
+        );
+        run.break_health(&web);
+        wait_for("web unhealthy", Duration::from_secs(20), || {
+            run.health(&web) == "unhealthy"
+        });
+        // No event can tell medic after this: only its reconcile on reconnect can.
+        run.stop_healthchecks();
+    });
+    wait_for("web restarted", Duration::from_secs(40), || {
+        run.restarts(&web) == 1
+    });
+    // Outside any container: nothing of Podman's on the host is taken for medic's own.
+    medic.wait_log("no own container", Duration::from_secs(10), |l| {
+        l.contains(r#""own_container":"None""#)
+    });
+    medic.wait_log("reconnected", Duration::from_secs(10), |l| {
+        l.contains("connected to the Podman engine") && l.contains(r#""reconnected":true"#)
+    });
 }

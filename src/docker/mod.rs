@@ -331,16 +331,11 @@ pub fn own_container_id() -> Option<String> {
 }
 
 /// Finds a 64-hex-digit container id after `/containers/` (mountinfo under cgroup v2) or
-/// `/docker/` or `docker-` (cgroup v1 and systemd scopes); in a Podman container after
-/// `overlay-containers/` (mountinfo) or `libpod-` (cgroup).
+/// `/docker/` or `docker-` (cgroup v1 and systemd scopes), or `libpod-` (a Podman container's
+/// cgroup, where cgroups are not namespaced; else the hostname finds it). Not Podman's
+/// `overlay-containers/`: the host's own mountinfo lists that for every running container.
 fn find_container_id(text: &str) -> Option<String> {
-    for marker in [
-        "/containers/",
-        "/docker/",
-        "docker-",
-        "overlay-containers/",
-        "libpod-",
-    ] {
+    for marker in ["/containers/", "/docker/", "docker-", "libpod-"] {
         for (at, _) in text.match_indices(marker) {
             let rest = &text[at + marker.len()..];
             let candidate: String = rest.chars().take(64).collect();
@@ -398,12 +393,12 @@ mod tests {
         let cgroup = format!("12:memory:/docker/{id}\n");
         assert_eq!(find_container_id(&cgroup), Some(id.clone()));
         assert_eq!(find_container_id("0::/init.scope\n"), None);
-        // Podman 4.3 as root, as seen from inside one of its containers.
-        let podman_mount = format!(
-            "712 690 0:51 / / rw - overlay overlay rw,lowerdir=/var/lib/containers/storage/overlay/l/X\n\
-             725 712 254:1 /var/lib/containers/storage/overlay-containers/{id}/userdata/hostname /etc/hostname rw - ext4"
+        // Podman 4.3 as root: a container's cgroup, and the host's mountinfo, which lists every
+        // running container's storage and must not be taken for medic's own.
+        let host_mount = format!(
+            "725 30 0:52 / /var/lib/containers/storage/overlay-containers/{id}/userdata/shm rw - tmpfs shm rw"
         );
-        assert_eq!(find_container_id(&podman_mount), Some(id.clone()));
+        assert_eq!(find_container_id(&host_mount), None);
         let podman_cgroup = format!("0::/libpod_parent/libpod-{id}\n");
         assert_eq!(find_container_id(&podman_cgroup), Some(id.clone()));
     }
