@@ -635,6 +635,11 @@ cmd_prune() {
   ((${#ids[@]} == 0)) || docker network rm "${ids[@]}" >/dev/null
   mapfile -t ids < <(docker volume ls -q --filter label=medic.test=true)
   ((${#ids[@]} == 0)) || docker volume rm "${ids[@]}" >/dev/null
+  # tests/podman.rs's containers, if a run was killed before it cleaned up.
+  if command -v podman >/dev/null 2>&1; then
+    mapfile -t ids < <(podman ps -aq --filter label=medic.test=true)
+    ((${#ids[@]} == 0)) || podman rm -f -t 0 "${ids[@]}" >/dev/null
+  fi
   log "prune: removed what carried label medic.test=true (images kept)"
 }
 
