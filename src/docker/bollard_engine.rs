@@ -2,6 +2,14 @@
 //!
 //! The API version is negotiated on first contact and again after every reconnect, because
 //! users run engines both older (Debian's 20.10 speaks 1.41) and newer than bollard's default.
+//! It always starts from bollard's own version, never from the last result, so an engine
+//! upgraded while medic runs (Docker 29 refuses anything below 1.44) is met at its level.
+//!
+//! Every call is bounded by the engine timeout (`MEDIC_ENGINE_TIMEOUT`), so an engine that
+//! accepts and never answers is reported instead of hanging; the event stream is bounded only
+//! until its answer begins, then stays open as long as the engine keeps it open. Every error
+//! names the call it came from, and a socket proxy's 403 becomes [`EngineError::Denied`] with
+//! the variable to set.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,39 +21,47 @@ use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::RwLock;
 
+use super::endpoints::{self, Endpoint};
 use super::{
     Container, Engine, EngineError, EngineEvent, EngineVersion, EventKind, Health, RunState,
 };
 
+/// How long one call to the engine may take when `MEDIC_ENGINE_TIMEOUT` is unset: long enough
+/// for a busy engine, short enough that a hung one is reported within the minute.
+pub const DEFAULT_ENGINE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The engine reached through bollard.
 pub struct BollardEngine {
-    /// The client; replaced by a version-negotiated copy on every successful `version()` call.
+    /// `DOCKER_HOST` as given (None: the local socket), to build a fresh client for every
+    /// negotiation: bollard's clones share one version, so a negotiated client cannot go back.
+    host: Option<String>,
+    /// The client; replaced by a freshly negotiated one on every successful `version()` call.
     client: RwLock<Docker>,
+    /// The bound on one call (a restart gets its stop timeout on top).
+    timeout: Duration,
 }
 
 impl BollardEngine {
     /// Prepares a client for `DOCKER_HOST` (unix://, tcp:// or http://) or the local socket.
     /// Nothing is sent yet: the engine may come up later.
     pub fn connect(docker_host: Option<&str>) -> Result<BollardEngine, EngineError> {
-        let client = match docker_host {
-            Some(host) => {
-                let host = if host.starts_with('/') {
-                    format!("unix://{host}")
-                } else {
-                    host.to_string()
-                };
-                Docker::connect_with_host(&host).map_err(|e| {
-                    EngineError::Api(format!(
-                        "DOCKER_HOST={host:?} is not usable ({e}); use unix:///path/to/docker.sock or tcp://host:port"
-                    ))
-                })?
-            }
-            None => Docker::connect_with_socket_defaults()
-                .map_err(|e| EngineError::Api(format!("cannot use /var/run/docker.sock: {e}")))?,
-        };
+        let client = new_client(docker_host, DEFAULT_ENGINE_TIMEOUT)?;
         Ok(BollardEngine {
+            host: docker_host.map(str::to_string),
             client: RwLock::new(client),
+            timeout: DEFAULT_ENGINE_TIMEOUT,
         })
+    }
+
+    /// Bounds every call by `timeout` (whole seconds; at least one).
+    pub fn with_timeout(self, timeout: Duration) -> BollardEngine {
+        let timeout = timeout.max(Duration::from_secs(1));
+        let client = self.client.into_inner().with_timeout(timeout);
+        BollardEngine {
+            host: self.host,
+            client: RwLock::new(client),
+            timeout,
+        }
     }
 
     async fn client(&self) -> Docker {
@@ -53,7 +69,33 @@ impl BollardEngine {
     }
 }
 
-fn map_err(e: bollard::errors::Error) -> EngineError {
+/// A client for `docker_host` at bollard's own (newest) API version, bounded by `timeout`.
+fn new_client(docker_host: Option<&str>, timeout: Duration) -> Result<Docker, EngineError> {
+    let client = match docker_host {
+        Some(host) => {
+            let host = if host.starts_with('/') {
+                format!("unix://{host}")
+            } else {
+                host.to_string()
+            };
+            Docker::connect_with_host(&host).map_err(|e| {
+                EngineError::Api(format!(
+                    "DOCKER_HOST={host:?} is not usable ({e}); use unix:///path/to/docker.sock or tcp://host:port"
+                ))
+            })?
+        }
+        None => Docker::connect_with_socket_defaults()
+            .map_err(|e| EngineError::Api(format!("cannot use /var/run/docker.sock: {e}")))?,
+    };
+    Ok(client.with_timeout(timeout))
+}
+
+/// The error of a failed `endpoint` call made with `timeout`, as the rest of medic acts on it.
+pub(crate) fn engine_error(
+    e: bollard::errors::Error,
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> EngineError {
     use bollard::errors::Error as B;
     match e {
         B::DockerResponseServerError {
@@ -63,14 +105,32 @@ fn map_err(e: bollard::errors::Error) -> EngineError {
         B::DockerResponseServerError {
             status_code,
             message,
-        } => EngineError::Api(format!("{status_code}: {message}")),
-        B::RequestTimeoutError => EngineError::Unreachable("request timed out".into()),
+        } if endpoints::is_proxy_denial(status_code, &message) => EngineError::Denied {
+            endpoint: endpoint.to_string(),
+            hint: endpoint.allow.to_string(),
+        },
+        B::DockerResponseServerError {
+            status_code,
+            message,
+        } => EngineError::Api(format!("{endpoint}: {status_code}: {}", message.trim())),
+        B::RequestTimeoutError => EngineError::Unreachable(format!(
+            "no answer to {endpoint} within {} (MEDIC_ENGINE_TIMEOUT)",
+            humantime::format_duration(timeout)
+        )),
         B::HyperResponseError { .. }
         | B::IOError { .. }
         | B::HyperLegacyError { .. }
-        | B::SocketNotFoundError(_) => EngineError::Unreachable(e.to_string()),
-        other => EngineError::Api(other.to_string()),
+        | B::SocketNotFoundError(_) => EngineError::Unreachable(format!("{endpoint}: {e}")),
+        other => EngineError::Api(format!("{endpoint}: {other}")),
     }
+}
+
+/// Maps a failed `endpoint` call's error (with the engine's usual timeout).
+fn map_err(
+    endpoint: &'static Endpoint,
+    timeout: Duration,
+) -> impl Fn(bollard::errors::Error) -> EngineError {
+    move |e| engine_error(e, endpoint, timeout)
 }
 
 fn nanos(n: Option<i64>) -> Option<Duration> {
@@ -80,14 +140,15 @@ fn nanos(n: Option<i64>) -> Option<Duration> {
 #[async_trait::async_trait]
 impl Engine for BollardEngine {
     async fn version(&self) -> Result<EngineVersion, EngineError> {
-        let negotiated = self
-            .client()
-            .await
+        let negotiated = new_client(self.host.as_deref(), self.timeout)?
             .negotiate_version()
             .await
-            .map_err(map_err)?;
+            .map_err(map_err(&endpoints::VERSION, self.timeout))?;
         let api_version = negotiated.client_version().to_string();
-        let version = negotiated.version().await.map_err(map_err)?;
+        let version = negotiated
+            .version()
+            .await
+            .map_err(map_err(&endpoints::VERSION, self.timeout))?;
         *self.client.write().await = negotiated;
         Ok(EngineVersion {
             version: version.version.unwrap_or_default(),
@@ -109,7 +170,7 @@ impl Engine for BollardEngine {
             for summary in client
                 .list_containers(Some(options))
                 .await
-                .map_err(map_err)?
+                .map_err(map_err(&endpoints::LIST_CONTAINERS, self.timeout))?
             {
                 let Some(id) = summary.id.clone() else {
                     continue;
@@ -150,7 +211,7 @@ impl Engine for BollardEngine {
             .await
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
-            .map_err(map_err)
+            .map_err(map_err(&endpoints::INSPECT_CONTAINER, self.timeout))
         {
             Ok(r) => r,
             Err(EngineError::NotFound(_)) => return Ok(None),
@@ -190,7 +251,7 @@ impl Engine for BollardEngine {
         let client = self
             .client()
             .await
-            .with_timeout(stop_timeout + Duration::from_secs(120));
+            .with_timeout(stop_timeout + self.timeout);
         client
             .restart_container(
                 id,
@@ -200,7 +261,10 @@ impl Engine for BollardEngine {
                 }),
             )
             .await
-            .map_err(map_err)
+            .map_err(map_err(
+                &endpoints::RESTART_CONTAINER,
+                stop_timeout + self.timeout,
+            ))
     }
 
     fn events(&self) -> BoxStream<'static, Result<EngineEvent, EngineError>> {
@@ -218,11 +282,12 @@ impl Engine for BollardEngine {
             filters: Some(filters),
             ..Default::default()
         };
+        let timeout = self.timeout;
         client
             .events(Some(options))
-            .filter_map(|item| async move {
+            .filter_map(move |item| async move {
                 match item {
-                    Err(e) => Some(Err(map_err(e))),
+                    Err(e) => Some(Err(engine_error(e, &endpoints::EVENTS, timeout))),
                     Ok(message) => {
                         let actor = message.actor?;
                         let id = actor.id?;
