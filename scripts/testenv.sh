@@ -17,6 +17,7 @@
 #   SMTP, STARTTLS      on 2526, STARTTLS required, AUTH PLAIN/LOGIN required (medic/medic-secret)
 #   SMTPS               on 2527, implicit TLS, AUTH required (same user)
 #   Chromium            Debian's, headless, for the status page test (tests/api.rs)
+#   HAProxy             Debian's, installed only: tests/socket_proxy.rs starts its own on a free port
 #
 # State lives in .testenv/ at the repo root (gitignored): logs/, pids/, venv/, tls/, smtp/.
 # Messages go to stderr, so that `env`'s stdout holds nothing but the export lines.
@@ -508,6 +509,7 @@ cmd_up() {
   ensure_mongodb
   ensure_smtp
   ensure_apt chromium fonts-dejavu-core  # tests/api.rs: the status page in headless Chromium
+  ensure_apt haproxy  # tests/socket_proxy.rs: a real socket proxy (each test starts its own)
   log "up: everything is running ($((SECONDS - t0))s). Load the variables with: eval \"\$(scripts/testenv.sh env)\""
 }
 
