@@ -20,6 +20,7 @@
 #   Chromium            Debian's, headless, for the status page test (tests/api.rs)
 #   Podman              Debian's podman (4.3) and the busybox image in its storage, for
 #                       tests/podman.rs, which starts its own `podman system service`
+#   HAProxy             Debian's, installed only: tests/socket_proxy.rs starts its own on a free port
 #
 # State lives in .testenv/ at the repo root (gitignored): logs/, pids/, venv/, tls/, smtp/.
 # Messages go to stderr, so that `env`'s stdout holds nothing but the export lines.
@@ -559,6 +560,7 @@ cmd_up() {
   ensure_smtp
   ensure_apt chromium fonts-dejavu-core  # tests/api.rs: the status page in headless Chromium
   ensure_podman
+  ensure_apt haproxy  # tests/socket_proxy.rs: a real socket proxy (each test starts its own)
   log "up: everything is running ($((SECONDS - t0))s). Load the variables with: eval \"\$(scripts/testenv.sh env)\""
 }
 

@@ -34,8 +34,10 @@ impl Application {
             None => Vec::new(),
         };
         let store = Arc::new(Store::open(&settings.data_dir)?);
-        let engine: Arc<dyn Engine> =
-            Arc::new(BollardEngine::connect(settings.docker_host.as_deref())?);
+        let engine: Arc<dyn Engine> = Arc::new(
+            BollardEngine::connect(settings.docker_host.as_deref())?
+                .with_timeout(settings.engine_timeout),
+        );
         let status = Arc::new(Status::new(Duration::from_secs(30)));
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await

@@ -38,8 +38,9 @@ async fn load(settings: &Settings) -> Loaded {
     };
     let mut ctx = ProbeContext::new();
     let docker = async {
-        let engine =
-            BollardEngine::connect(settings.docker_host.as_deref()).map_err(|e| e.to_string())?;
+        let engine = BollardEngine::connect(settings.docker_host.as_deref())
+            .map_err(|e| e.to_string())?
+            .with_timeout(settings.engine_timeout);
         let version = engine.version().await.map_err(|e| e.to_string())?;
         let scope = discover(&engine, settings.project.clone())
             .await

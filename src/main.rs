@@ -1,5 +1,6 @@
 //! The `medic` command line: parse, load settings, run.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -177,6 +178,10 @@ fn init_logging(format: LogFormat, default_level: &str) {
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder
@@ -186,6 +191,13 @@ fn init_logging(format: LogFormat, default_level: &str) {
             .init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Colour codes only for a person at a terminal: `docker logs`, journald and log shippers store
+/// them verbatim, where they are noise. `NO_COLOR` (set to anything but empty, as no-color.org
+/// defines it) turns them off at a terminal too.
+fn colour_logs(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// glibc gives threads their own malloc arenas (up to eight per core), and each keeps memory
@@ -222,3 +234,17 @@ async fn return_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 async fn return_freed_memory() {}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_logs;
+
+    #[test]
+    fn colours_only_at_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some("".into())));
+        assert!(!colour_logs(true, Some("1".into())));
+        assert!(!colour_logs(false, None));
+        assert!(!colour_logs(false, Some("1".into())));
+    }
+}

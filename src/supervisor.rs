@@ -22,7 +22,8 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::config::{parse_duration, HealingSettings};
 use crate::docker::scope::Scope;
 use crate::docker::{
-    Container, Engine, EngineError, EngineEvent, EventKind, Health, RunState, LABEL_STOP_TIMEOUT,
+    Container, Denials, Engine, EngineError, EngineEvent, EventKind, Health, RunState,
+    LABEL_STOP_TIMEOUT,
 };
 use crate::notify::{Alert, AlertKind};
 use crate::policy::{
@@ -154,7 +155,9 @@ pub fn spawn(
     let (probe_tx, probe_rx) = mpsc::channel(1024);
     let (scope_tx, scope_rx) = tokio::sync::watch::channel(None::<Scope>);
     let interrupted_restarts = restarts_before_start(&store);
+    let denials = Arc::new(Denials::default());
     let brain = Brain {
+        denials: denials.clone(),
         alerts,
         probes: ProbeState {
             file: settings.file_probes.clone(),
@@ -193,6 +196,7 @@ pub fn spawn(
     tracker.spawn(brain.run(rx, probe_rx, command_rx, shutdown.clone()));
     let watcher = Watcher {
         engine,
+        denials,
         status,
         tx,
         settings,
@@ -204,6 +208,8 @@ pub fn spawn(
 
 struct Watcher {
     engine: Arc<dyn Engine>,
+    /// Calls a socket proxy denied, each reported once (shared with the restart tasks).
+    denials: Arc<Denials>,
     status: Arc<Status>,
     tx: mpsc::Sender<Message>,
     settings: SupervisorSettings,
@@ -227,7 +233,9 @@ impl Watcher {
                         error: Some(e.to_string()),
                         ..self.status.docker()
                     });
-                    warn!(error = %e, retry_in = ?backoff, "cannot reach the Docker engine; retrying");
+                    if !self.denials.report(&e) {
+                        warn!(error = %e, retry_in = %humantime::format_duration(backoff), "cannot reach the Docker engine; retrying");
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -264,7 +272,16 @@ impl Watcher {
                         self.scope_tx.send_replace(Some(scope));
                     }
                     Err(e) => {
-                        warn!(error = %e, "cannot inspect medic's own container yet; retrying");
+                        if !self.denials.report(&e) {
+                            warn!(error = %e, retry_in = %humantime::format_duration(backoff), "cannot inspect medic's own container yet; retrying");
+                        }
+                        // The engine answered, so this is no outage: wait before asking again
+                        // rather than spinning on a call that keeps failing.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
                         continue;
                     }
                 }
@@ -276,6 +293,16 @@ impl Watcher {
                     error: Some(e.to_string()),
                     ..self.status.docker()
                 });
+                if self.denials.report(&e) {
+                    // The proxy refuses the container list: nothing heals until someone
+                    // changes its rules, so ask again slowly instead of reconnecting hot.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
                 error!(error = %e, "lost the Docker engine; reconnecting");
             }
             if shutdown.is_cancelled() {
@@ -291,8 +318,9 @@ impl Watcher {
                 .await?;
         let (project, own_id) = (scope.project.clone(), scope.own_id.clone());
         match (&project, &own_id) {
-            (Some(p), _) => info!(project = %p, own_container = ?own_id, "watching compose project {p} and containers labelled medic.enable=true"),
-            (None, Some(_)) => info!(own_container = ?own_id, "medic's container is in no compose project: watching containers labelled medic.enable=true"),
+            (Some(p), Some(own)) => info!(project = %p, own_container = %own, "watching compose project {p} and containers labelled medic.enable=true"),
+            (Some(p), None) => info!(project = %p, "watching compose project {p} and containers labelled medic.enable=true"),
+            (None, Some(own)) => info!(own_container = %own, "medic's container is in no compose project: watching containers labelled medic.enable=true"),
             (None, None) => info!("not running in a container and MEDIC_PROJECT is unset: watching containers labelled medic.enable=true"),
         }
         Ok(Scope { project, own_id })
@@ -314,6 +342,15 @@ impl Watcher {
                         if self.tx.send(Message::Event(event)).await.is_err() {
                             return Ok(());
                         }
+                    }
+                    Some(Err(e)) if self.denials.report(&e) => {
+                        // Without events, the reconcile alone finds what turned unhealthy: a
+                        // reconcile interval late, but healing goes on.
+                        info!(
+                            every = %humantime::format_duration(self.settings.reconcile_interval),
+                            "no Docker events through the socket proxy: finding changes by listing containers"
+                        );
+                        events = futures_util::stream::pending().boxed();
                     }
                     Some(Err(e)) => return Err(e),
                     None => return Err(EngineError::Unreachable("the event stream ended".into())),
@@ -361,6 +398,8 @@ struct ProbeState {
 }
 
 struct Brain {
+    /// Calls a socket proxy denied, handed to each restart task.
+    denials: Arc<Denials>,
     /// Where alerts go (the notifiers).
     alerts: mpsc::Sender<crate::notify::Incoming>,
     probes: ProbeState,
@@ -683,7 +722,7 @@ impl Brain {
                 let own = self.own_restarts.get(&event.id).is_some_and(still)
                     || self.interrupted_restarts.get(&name).is_some_and(still);
                 if own {
-                    debug!(action = ?event.kind, "echo of medic's own restart");
+                    debug!(action = %event.kind, "echo of medic's own restart");
                     return;
                 }
                 let key = hold_key(&event.attributes, &name);
@@ -692,7 +731,7 @@ impl Brain {
                         .unwrap_or(chrono::Duration::zero());
                 if self.operator_holds.insert(key.clone(), until).is_none() {
                     info!(
-                        action = ?event.kind,
+                        action = %event.kind,
                         hold_until = %until,
                         "stopped by an operator: medic will not start it, and holds restarts in {key}"
                     );
@@ -867,7 +906,7 @@ impl Brain {
                 let action = if spec.restart.is_empty() {
                     "none: this probe only alerts".to_string()
                 } else if targets.is_empty() {
-                    warn!(services = ?spec.restart, "no running watched container of the services to restart");
+                    warn!(services = %spec.restart.join(","), "no running watched container of the services to restart");
                     format!(
                         "not restarted: no running watched container of {}",
                         spec.restart.join(", ")
@@ -1109,6 +1148,7 @@ impl Brain {
                     );
                     let task = RestartTask {
                         engine: self.engine.clone(),
+                        denials: self.denials.clone(),
                         store: self.store.clone(),
                         tx: self.tx.clone(),
                         service: service.to_string(),
@@ -1272,6 +1312,8 @@ fn container_from_event(event: &EngineEvent) -> Container {
 /// One restart, run on its own task.
 struct RestartTask {
     engine: Arc<dyn Engine>,
+    /// Calls a socket proxy denied: a denied restart is reported once, not on every attempt.
+    denials: Arc<Denials>,
     store: Arc<Store>,
     tx: mpsc::Sender<Message>,
     service: String,
@@ -1305,7 +1347,9 @@ impl RestartTask {
             Ok(Some(c)) => c,
             Ok(None) => return RestartResult::Skipped("the container no longer exists".into()),
             Err(e) => {
-                warn!(error = %e, "cannot inspect before restarting");
+                if !self.denials.report(&e) {
+                    warn!(error = %e, "cannot inspect before restarting");
+                }
                 return RestartResult::Skipped(format!("cannot inspect it: {e}"));
             }
         };
@@ -1339,8 +1383,8 @@ impl RestartTask {
             .map(|n| (Utc::now().timestamp_nanos_opt().unwrap_or(n) - n) as f64 / 1e6);
         info!(
             reason = %self.reason,
-            stop_timeout = ?stop_timeout,
-            grace = ?grace,
+            stop_timeout = %humantime::format_duration(stop_timeout),
+            grace = %humantime::format_duration(grace),
             reaction_ms,
             "restarting"
         );
@@ -1350,7 +1394,11 @@ impl RestartTask {
                 RestartResult::Restarted { grace }
             }
             Err(e) => {
-                error!(error = %e, "restart failed");
+                // A denied restart still counts as an attempt (cooldown and budget apply), so
+                // medic does not retry it hot; the denial itself is logged once per endpoint.
+                if !self.denials.report(&e) {
+                    error!(error = %e, "restart failed");
+                }
                 if let Ok(id) = row {
                     let _ = self.store.restart_failed(id, &e.to_string());
                 }

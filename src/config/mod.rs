@@ -86,6 +86,9 @@ pub struct Settings {
     pub project: Option<String>,
     /// The Docker endpoint (`DOCKER_HOST`), or the local socket when unset.
     pub docker_host: Option<String>,
+    /// How long one engine call may take before medic reports the engine as not answering
+    /// (`MEDIC_ENGINE_TIMEOUT`); the event stream is bounded only until it starts.
+    pub engine_timeout: Duration,
     /// Where state survives restarts of medic.
     pub data_dir: PathBuf,
     /// Address of the HTTP server.
@@ -129,6 +132,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_OUTBOX_RETRY_MAX",
     "MEDIC_API_TOKEN",
     "MEDIC_API_TOKEN_FILE",
+    "MEDIC_ENGINE_TIMEOUT",
 ];
 
 impl Settings {
@@ -203,6 +207,10 @@ impl Settings {
         Ok(Settings {
             project,
             docker_host: get("DOCKER_HOST").map(|(_, v)| v.to_string()),
+            engine_timeout: match get("MEDIC_ENGINE_TIMEOUT") {
+                Some((var, v)) => parse_engine_timeout(var, v)?,
+                None => crate::docker::DEFAULT_ENGINE_TIMEOUT,
+            },
             data_dir: get("MEDIC_DATA_DIR")
                 .map(|(_, v)| PathBuf::from(v))
                 .unwrap_or_else(|| PathBuf::from("/data")),
@@ -233,6 +241,19 @@ impl Settings {
         unknown.sort();
         unknown
     }
+}
+
+/// The engine timeout: whole seconds, at least one (the engine client counts in seconds).
+fn parse_engine_timeout(var: &str, value: &str) -> Result<Duration, ConfigError> {
+    let timeout = parse_duration(var, value)?;
+    if timeout < Duration::from_secs(1) {
+        return Err(ConfigError::invalid(
+            var,
+            value,
+            "expected at least 1s, e.g. 30s",
+        ));
+    }
+    Ok(timeout)
 }
 
 fn opt<T>(

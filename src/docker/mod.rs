@@ -9,9 +9,12 @@
 //! state), [`BollardEngine`] fills the gap so that the layers above see the same data from both.
 
 mod bollard_engine;
+pub mod endpoints;
 pub mod scope;
 
-pub use bollard_engine::BollardEngine;
+pub(crate) use bollard_engine::engine_error;
+pub use bollard_engine::{BollardEngine, DEFAULT_ENGINE_TIMEOUT};
+pub use endpoints::{Denials, Endpoint};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -45,6 +48,15 @@ pub enum EngineError {
     /// The engine answered with an error.
     #[error("Docker engine error: {0}")]
     Api(String),
+    /// A socket proxy in front of the engine refused the call (403 from its rules). Nothing is
+    /// wrong with the engine: the proxy needs one more permission, which `hint` names.
+    #[error("the socket proxy denied {endpoint}: {hint}")]
+    Denied {
+        /// The call, as `METHOD /path` with `{id}` for ids.
+        endpoint: String,
+        /// What to set on the proxy, e.g. `set EVENTS=1`.
+        hint: String,
+    },
 }
 
 /// A container's run state, as Docker reports it.
@@ -289,6 +301,29 @@ impl EngineKind {
 impl std::fmt::Display for EngineKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The engine's own words for the action (`health_status: unhealthy`, `die`), for logs.
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let health = |h: &Health| match h {
+            Health::None => "none",
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        };
+        match self {
+            EventKind::Health(h) => write!(f, "health_status: {}", health(h)),
+            EventKind::Die => f.write_str("die"),
+            EventKind::Oom => f.write_str("oom"),
+            EventKind::Start => f.write_str("start"),
+            EventKind::Stop => f.write_str("stop"),
+            EventKind::Kill => f.write_str("kill"),
+            EventKind::Destroy => f.write_str("destroy"),
+            EventKind::HealthUnstated => f.write_str("health_status"),
+            EventKind::Other(action) => f.write_str(action),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use super::http::snippet;
 use super::spec::{ExecSettings, ExecTarget};
 use super::{Failure, ProbeContext, Recorder};
+use crate::docker::{endpoints, engine_error};
 
 /// How much of the command's output is kept (its end, where errors usually are).
 const MAX_OUTPUT: usize = 16 * 1024;
@@ -42,10 +43,10 @@ pub(crate) async fn run(
                         filters: Some(filters),
                         ..Default::default()
                     };
-                    let found = docker
-                        .list_containers(Some(options))
-                        .await
-                        .map_err(|e| format!("cannot list containers: {e}"))?;
+                    let found = docker.list_containers(Some(options)).await.map_err(|e| {
+                        let e = engine_error(e, &endpoints::LIST_CONTAINERS, docker.timeout());
+                        format!("cannot list containers: {e}")
+                    })?;
                     found
                         .into_iter()
                         .filter_map(|c| {
@@ -77,7 +78,10 @@ pub(crate) async fn run(
                     },
                 )
                 .await
-                .map_err(|e| format!("cannot exec in {container}: {e}"))?;
+                .map_err(|e| {
+                    let e = engine_error(e, &endpoints::CREATE_EXEC, docker.timeout());
+                    format!("cannot exec in {container}: {e}")
+                })?;
             let mut output: Vec<u8> = Vec::new();
             match docker.start_exec(&created.id, None).await {
                 Ok(StartExecResults::Attached {
@@ -92,12 +96,15 @@ pub(crate) async fn run(
                     }
                 }
                 Ok(StartExecResults::Detached) => {}
-                Err(e) => return Err(format!("cannot start the command: {e}")),
+                Err(e) => {
+                    let e = engine_error(e, &endpoints::START_EXEC, docker.timeout());
+                    return Err(format!("cannot start the command: {e}"));
+                }
             }
-            let inspected = docker
-                .inspect_exec(&created.id)
-                .await
-                .map_err(|e| format!("cannot read the exit code: {e}"))?;
+            let inspected = docker.inspect_exec(&created.id).await.map_err(|e| {
+                let e = engine_error(e, &endpoints::INSPECT_EXEC, docker.timeout());
+                format!("cannot read the exit code: {e}")
+            })?;
             let code = inspected.exit_code.unwrap_or(-1);
             let tail = snippet(&output[output.len().saturating_sub(500)..], 500);
             if code == 0 {
