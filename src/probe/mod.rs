@@ -432,7 +432,11 @@ pub async fn run(spec: &ProbeSpec, ctx: &ProbeContext) -> ProbeResult {
         details: state.details,
         checked_at,
     };
-    scrub_result(&mut result, &spec.kind.secret_values());
+    let secrets = spec.kind.secret_values();
+    for secret in &secrets {
+        crate::redact::register(secret);
+    }
+    scrub_result(&mut result, &secrets);
     span.in_scope(|| match &result.error {
         None => tracing::debug!(latency_ms = latency.as_millis() as u64, "probe passed"),
         Some(error) => tracing::info!(
@@ -451,9 +455,6 @@ pub async fn run_all(specs: &[ProbeSpec], ctx: &ProbeContext) -> Vec<ProbeResult
 }
 
 fn scrub_result(result: &mut ProbeResult, secrets: &[String]) {
-    if secrets.is_empty() {
-        return;
-    }
     if let Some(e) = result.error.as_mut() {
         *e = scrub_text(e, secrets);
     }
@@ -472,7 +473,8 @@ fn scrub_result(result: &mut ProbeResult, secrets: &[String]) {
 /// otherwise show that part, and a server that quotes the key it got (many do, in their error
 /// messages) would leak most of a long key.
 fn scrub_text(text: &str, secrets: &[String]) -> String {
-    let text = secret::scrub(text, secrets);
+    // The spec's own secrets, then every other secret medic knows (a reply may quote anything).
+    let text = crate::redact::scrub(&secret::scrub(text, secrets));
     if !text.contains('…') {
         return text;
     }
