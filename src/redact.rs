@@ -25,7 +25,7 @@
 
 use std::sync::{Arc, OnceLock, RwLock};
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
 use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 
@@ -115,7 +115,11 @@ impl Redactor {
                 forms.push(form);
             }
         }
+        // A contiguous NFA: built in well under a millisecond and small, where a DFA of a few
+        // hundred secrets' forms would cost megabytes (medic's whole footprint is ~15 MiB);
+        // it still scans a log line in microseconds.
         let matcher = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .match_kind(MatchKind::LeftmostLongest)
             .build(&forms)
             .ok();

@@ -432,11 +432,18 @@ pub async fn run(spec: &ProbeSpec, ctx: &ProbeContext) -> ProbeResult {
         details: state.details,
         checked_at,
     };
-    let secrets = spec.kind.secret_values();
-    for secret in &secrets {
-        crate::redact::register(secret);
+    // The settings' constructors registered their secrets with crate::redact; a password
+    // written in an http or upload URL is held in a plain URL, so it is registered here.
+    match &spec.kind {
+        ProbeKind::Http(s) => {
+            let _ = SecretUri::new(s.url.as_str());
+        }
+        ProbeKind::Upload(s) => {
+            let _ = SecretUri::new(s.url.as_str());
+        }
+        _ => {}
     }
-    scrub_result(&mut result, &secrets);
+    scrub_result(&mut result, &spec.kind.secret_values());
     span.in_scope(|| match &result.error {
         None => tracing::debug!(latency_ms = latency.as_millis() as u64, "probe passed"),
         Some(error) => tracing::info!(
@@ -473,8 +480,8 @@ fn scrub_result(result: &mut ProbeResult, secrets: &[String]) {
 /// otherwise show that part, and a server that quotes the key it got (many do, in their error
 /// messages) would leak most of a long key.
 fn scrub_text(text: &str, secrets: &[String]) -> String {
-    // The spec's own secrets, then every other secret medic knows (a reply may quote anything).
-    let text = crate::redact::scrub(&secret::scrub(text, secrets));
+    // The spec's own secrets and every other secret medic knows (a reply may quote anything).
+    let text = secret::scrub(text, secrets);
     if !text.contains('…') {
         return text;
     }

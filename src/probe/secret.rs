@@ -62,11 +62,19 @@ impl serde::Serialize for Secret {
 pub struct SecretUri(String);
 
 impl SecretUri {
-    /// Wraps a URI and registers its password with [`crate::redact`].
+    /// Wraps a URI and registers its password with [`crate::redact`], unless the password is
+    /// the user name: every URI shows its user, so that password is no secret (RabbitMQ's
+    /// `guest:guest`), and masking it everywhere would mask the user name in every message.
     pub fn new(uri: impl Into<String>) -> SecretUri {
         let uri = SecretUri(uri.into());
+        let user = password_range(&uri.0).map(|(from, _)| {
+            let start = uri.0.find("://").map_or(0, |i| i + 3);
+            percent_decode(&uri.0[start..from - 1])
+        });
         for form in uri.password_forms() {
-            crate::redact::register(&form);
+            if user.as_deref() != Some(percent_decode(&form).as_str()) {
+                crate::redact::register(&form);
+            }
         }
         uri
     }
@@ -184,19 +192,26 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Replaces every occurrence of each secret in `text`, in clear or in a wire encoding, with
-/// [`MASK`], through a [`crate::redact::Redactor`] of these secrets alone. Secrets shorter than
-/// four characters are left alone: masking every "1" or "ab" would garble messages and hide
-/// nothing.
+/// Replaces every occurrence of each of these secrets in `text` with [`MASK`], then scrubs it
+/// of every secret the process knows ([`crate::redact::scrub`], which also finds the wire
+/// encodings). The first step covers what the process set leaves out on purpose (a password
+/// equal to its user name, see [`SecretUri::new`]) with a plain replace, cheap enough for every
+/// text of every result. Secrets shorter than four characters are left alone: masking every
+/// "1" or "ab" would garble messages and hide nothing.
 pub fn scrub(text: &str, secrets: &[String]) -> String {
-    if secrets.is_empty() {
-        return text.to_string();
+    let mut out = text.to_string();
+    let mut sorted: Vec<&String> = secrets
+        .iter()
+        .filter(|s| s.len() >= crate::redact::MIN_LEN)
+        .collect();
+    // Longest first, so a secret that contains another is masked whole.
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for secret in sorted {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), MASK);
+        }
     }
-    let redactor = crate::redact::Redactor::new();
-    for secret in secrets {
-        redactor.register(secret);
-    }
-    redactor.scrub(text)
+    crate::redact::scrub(&out)
 }
 
 /// Applies [`scrub`] to every string inside a JSON value.
@@ -237,6 +252,15 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(mask_uri(input), expected, "{input}");
         }
+    }
+
+    #[test]
+    fn a_uri_password_is_registered_for_every_output_unless_it_is_the_user_name() {
+        let _ = SecretUri::new("amqp://zq8user:zq8pass%21@h/");
+        assert!(crate::redact::global().finds("said zq8pass! there"));
+        assert!(crate::redact::global().finds("said zq8pass%21 there"));
+        let _ = SecretUri::new("amqp://zq9user:zq9user@h/");
+        assert!(!crate::redact::global().finds("zq9user"));
     }
 
     #[test]
