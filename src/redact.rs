@@ -493,6 +493,45 @@ mod tests {
         assert!(!r.finds("anything"));
     }
 
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn text_log_lines_are_scrubbed_and_stay_one_line() {
+        register("zq7LogSecretVal");
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(RedactingWriter(move || sink.clone()))
+            .fmt_fields(EscapedFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                name = "web\r\nFORGED line",
+                secret = %"key=zq7LogSecretVal",
+                "failed with zq7LogSecretVal\nINFO forged"
+            );
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains("zq7LogSecretVal"), "{text}");
+        assert!(text.contains("failed with ***\\nINFO forged"), "{text}");
+        assert!(text.contains("secret=key=***"), "{text}");
+        assert!(text.contains(r#"name="web\r\nFORGED line""#), "{text}");
+    }
+
     #[test]
     fn control_characters_are_escaped_for_one_line() {
         assert_eq!(escape_controls("plain"), "plain");

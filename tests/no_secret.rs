@@ -370,6 +370,16 @@ fn a_hostile_echo_server_gets_no_secret_into_any_output_and_names_are_escaped() 
     assert_no_secret("/health/detailed", &detailed, &ALL_SECRETS);
     let (_, metrics) = request(&addr, "GET", "/metrics", None);
     assert_no_secret("/metrics", &metrics, &ALL_SECRETS);
+    assert!(
+        metrics.contains("FORGED"),
+        "the evil service has series: {metrics}"
+    );
+    for line in metrics.lines() {
+        assert!(
+            !line.starts_with("FORGED"),
+            "a metrics line was forged: {line:?}"
+        );
+    }
     let (_, page) = request(&addr, "GET", "/", None);
     assert_no_secret("the status page", &page, &ALL_SECRETS);
     assert!(
