@@ -52,6 +52,8 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     let vars = std::env::vars().collect();
+    // Known before the first line is logged or printed (src/redact.rs).
+    medic::redact::register_from_env(&vars);
     let settings = match Settings::from_vars(&vars) {
         Ok(s) => s,
         Err(e) => {

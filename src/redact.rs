@@ -190,6 +190,26 @@ pub fn scrub(text: &str) -> String {
     global().scrub(text)
 }
 
+/// The variables whose values are secrets by name. Registered at start-up
+/// ([`register_from_env`]), before anything is logged; the code that reads each one registers
+/// it again (and what its `_FILE` holds) where it reads it.
+pub const SECRET_VARIABLES: &[&str] = &[
+    "MAIL_PASSWORD",
+    "MEDIC_API_TOKEN",
+    "MEDIC_WEBHOOK_URL",
+    "OPENAI_API_KEY",
+    "GEMINI_API_KEY",
+];
+
+/// Registers the values of [`SECRET_VARIABLES`] found in `vars`.
+pub fn register_from_env(vars: &std::collections::HashMap<String, String>) {
+    for name in SECRET_VARIABLES {
+        if let Some(value) = vars.get(*name) {
+            register(value.trim());
+        }
+    }
+}
+
 /// Every form `secret` may take in output (see the module docs).
 fn forms_of(secret: &str) -> Vec<String> {
     let mut forms = vec![secret.to_string()];
