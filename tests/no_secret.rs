@@ -408,6 +408,11 @@ fn a_hostile_echo_server_gets_no_secret_into_any_output_and_names_are_escaped() 
             mail.subject
         );
     }
+    assert!(
+        mails.iter().any(|m| m.text.contains("auth=Basic")),
+        "the echo reached an email: {:?}",
+        mails.iter().map(|m| &m.text).collect::<Vec<_>>()
+    );
     let evil_mail = mails
         .iter()
         .find(|m| m.subject.contains("FORGED"))
@@ -440,6 +445,10 @@ fn a_hostile_echo_server_gets_no_secret_into_any_output_and_names_are_escaped() 
             );
         }
     }
+    assert!(
+        bodies.iter().any(|b| b.contains("auth=Basic")),
+        "the echo reached a webhook: {bodies:?}"
+    );
     assert!(
         bodies
             .iter()
