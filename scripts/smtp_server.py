@@ -28,7 +28,11 @@ STARTTLS; AUTH is offered at once since the connection is already encrypted.
 answers every DATA with that SMTP code (e.g. 451 or 554) to exercise failure paths.
 `--late-accept N` stores the first N messages but answers their DATA only after
 `--late-seconds` (default 30): a client that gives up sooner sends the message again, as after a
-crash between the server's 250 and the client noting it. SIGTERM or SIGINT stops it cleanly.
+crash between the server's 250 and the client noting it. `--echo-auth` offers AUTH PLAIN and
+LOGIN without TLS and refuses every attempt with a 535 that quotes everything the client sent
+for it (the AUTH line and each answer to a challenge, base64 as sent), as careless servers do:
+medic must keep the password out of every output all the same. SIGTERM or SIGINT stops it
+cleanly.
 """
 
 from __future__ import annotations
@@ -110,6 +114,24 @@ class StoreHandler:
         return "250 Message accepted for delivery"
 
 
+class EchoAuthSMTP(SMTP):
+    """Refuses every AUTH with a reply quoting what the client sent (see --echo-auth)."""
+
+    async def smtp_AUTH(self, arg: str) -> None:  # noqa: N802 (aiosmtpd's name)
+        received = [f"AUTH {arg}"]
+        words = arg.split()
+        mechanism = words[0].upper() if words else ""
+        # Without an initial response the client answers challenges: read them as sent.
+        prompts = {"LOGIN": ["VXNlcm5hbWU6", "UGFzc3dvcmQ6"], "PLAIN": [""]}.get(mechanism, [])
+        if len(words) == 1:
+            for prompt in prompts:
+                await self.push(f"334 {prompt}")
+                line = await self._reader.readline()
+                received.append(line.decode("ascii", errors="replace").strip())
+        print(f"auth {mechanism} echoed", flush=True)
+        await self.push("535 5.7.8 authentication failed for: " + " / ".join(received))
+
+
 def make_authenticator(user: str, password: str):
     want = (user.encode(), password.encode())
 
@@ -141,6 +163,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--late-seconds", type=float, default=30.0, help="see --late-accept (default 30)")
     p.add_argument("--hostname", default="medic-test-smtp", help="name in the greeting")
+    p.add_argument(
+        "--echo-auth",
+        action="store_true",
+        help="offer AUTH without TLS and refuse it quoting what the client sent",
+    )
     a = p.parse_args(argv)
     if bool(a.tls_cert) != bool(a.tls_key):
         p.error("--tls-cert and --tls-key go together")
@@ -170,6 +197,13 @@ async def serve(a: argparse.Namespace) -> None:
         kwargs = dict(hostname=a.hostname, ident="medic-test-smtp")
         if tls_context is not None and not a.implicit_tls:
             kwargs.update(tls_context=tls_context, require_starttls=True)
+        if a.echo_auth:
+            kwargs.update(
+                authenticator=make_authenticator("nobody", "never"),
+                auth_required=True,
+                auth_require_tls=False,
+            )
+            return EchoAuthSMTP(handler, **kwargs)
         if a.auth_user:
             kwargs.update(
                 authenticator=make_authenticator(a.auth_user, a.auth_password),
@@ -186,7 +220,7 @@ async def serve(a: argparse.Namespace) -> None:
     )
     host, port = server.sockets[0].getsockname()[:2]
     mode = ("implicit-tls" if a.implicit_tls else "starttls" if tls_context else "plain") + (
-        "+auth" if a.auth_user else ""
+        "+auth" if a.auth_user else "+echo-auth" if a.echo_auth else ""
     )
     print(f"READY {host} {port}", flush=True)
     print(f"medic test SMTP ({mode}) on {host}:{port}, storing into {a.dir}", flush=True)

@@ -19,6 +19,12 @@ const FAILED: u8 = 1;
 /// Exit code: the configuration is invalid.
 const INVALID: u8 = 2;
 
+/// The edge where the commands' output leaves: every secret medic knows is masked, in the
+/// table, the JSON and the error lines alike (a probe's error may quote a server's echo).
+fn scrub(text: &str) -> String {
+    crate::redact::scrub(text)
+}
+
 /// What loading found: the probes, the configuration errors, and Docker as far as reached.
 struct Loaded {
     probes: Vec<ProbeSpec>,
@@ -82,12 +88,15 @@ pub async fn probe(settings: &Settings, names: &[String], json: bool) -> ExitCod
     let loaded = load(settings).await;
     if !loaded.errors.is_empty() {
         for e in &loaded.errors {
-            eprintln!("medic: invalid probe configuration: {e}");
+            eprintln!("medic: invalid probe configuration: {}", scrub(e));
         }
         return ExitCode::from(INVALID);
     }
     if let Err(e) = &loaded.docker {
-        eprintln!("medic: Docker is not reachable ({e}); only the configuration file's probes run");
+        eprintln!(
+            "medic: Docker is not reachable ({}); only the configuration file's probes run",
+            scrub(e)
+        );
     }
     let mut selected = Vec::new();
     for name in names {
@@ -117,7 +126,7 @@ pub async fn probe(settings: &Settings, names: &[String], json: bool) -> ExitCod
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&results).unwrap_or_default()
+            scrub(&serde_json::to_string_pretty(&results).unwrap_or_default())
         );
     } else {
         let rows: Vec<Row> = selected
@@ -125,7 +134,7 @@ pub async fn probe(settings: &Settings, names: &[String], json: bool) -> ExitCod
             .zip(&results)
             .map(|(spec, r)| Row::from_result(spec, r))
             .collect();
-        print!("{}", table(&rows));
+        print!("{}", scrub(&table(&rows)));
     }
     if results.iter().any(|r| r.severity == Severity::Critical) {
         ExitCode::from(FAILED)
@@ -235,10 +244,10 @@ pub async fn check(
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
+            scrub(&serde_json::to_string_pretty(&rows).unwrap_or_default())
         );
     } else {
-        print!("{}", table(&rows));
+        print!("{}", scrub(&table(&rows)));
     }
     if invalid {
         ExitCode::from(INVALID)

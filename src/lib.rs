@@ -11,6 +11,7 @@ pub mod docker;
 pub mod notify;
 pub mod policy;
 pub mod probe;
+pub mod redact;
 pub mod scheduler;
 pub mod status;
 pub mod store;

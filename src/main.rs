@@ -53,6 +53,8 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     let vars = std::env::vars().collect();
+    // Known before the first line is logged or printed (src/redact.rs).
+    medic::redact::register_from_env(&vars);
     let settings = match Settings::from_vars(&vars) {
         Ok(s) => s,
         Err(e) => {
@@ -113,12 +115,14 @@ fn main() -> ExitCode {
 /// configuration).
 fn print_outcome(outcome: Result<String, medic::notify::cli::CliError>) -> ExitCode {
     match outcome {
+        // The edge where these commands' answers leave: no secret medic knows, in clear or
+        // encoded (an SMTP server may quote the AUTH line in its refusal).
         Ok(text) => {
-            println!("{}", text.trim_end());
+            println!("{}", medic::redact::scrub(text.trim_end()));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("medic: {e}");
+            eprintln!("medic: {}", medic::redact::scrub(&e.to_string()));
             match e {
                 medic::notify::cli::CliError::Config(_) => ExitCode::from(2),
                 medic::notify::cli::CliError::Failed(_) => ExitCode::FAILURE,
@@ -176,20 +180,23 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("{default_level},lapin=off"))
         });
+    // Every event is scrubbed of the secrets medic knows on its way to stderr (src/redact.rs).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour_logs(
             std::io::stderr().is_terminal(),
             std::env::var_os("NO_COLOR"),
         ))
-        .with_writer(std::io::stderr);
+        .with_writer(medic::redact::RedactingWriter(std::io::stderr));
     match format {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .init(),
-        LogFormat::Text => builder.init(),
+        // JSON escapes control characters itself; text needs its own escaping to keep one
+        // event on one line.
+        LogFormat::Text => builder.fmt_fields(medic::redact::EscapedFields).init(),
     }
 }
 

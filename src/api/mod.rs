@@ -73,6 +73,7 @@ impl ApiState {
 pub fn token_from_env() -> anyhow::Result<Option<Arc<str>>> {
     let value = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     if let Some(token) = value("MEDIC_API_TOKEN") {
+        crate::redact::register(token.trim());
         return Ok(Some(token.trim().into()));
     }
     match value("MEDIC_API_TOKEN_FILE") {
@@ -84,6 +85,7 @@ pub fn token_from_env() -> anyhow::Result<Option<Arc<str>>> {
             if token.is_empty() {
                 anyhow::bail!("MEDIC_API_TOKEN_FILE={path:?} is empty");
             }
+            crate::redact::register(token);
             Ok(Some(token.into()))
         }
         None => Ok(None),
@@ -100,7 +102,32 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/probes/{name}/run", post(admin::run_probe))
         .route("/api/v1/components/{name}/silence", post(admin::silence))
         .route("/api/v1/report/send", post(admin::send_report))
+        .layer(axum::middleware::map_response(redact_body))
         .with_state(state)
+}
+
+/// The most of a response body [`redact_body`] reads: far above what any route answers (the
+/// status page of 1,000 components is well under this); a bigger body is refused rather than
+/// sent unscrubbed.
+const MAX_BODY: usize = 64 << 20;
+
+/// The edge where HTTP answers leave: every body is scrubbed of the secrets medic knows
+/// ([`crate::redact`]), whatever route built it and whatever it quotes (a probe's error, an
+/// SMTP server's reply).
+async fn redact_body(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!("cannot read a response body to scrub it: {e}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "response too large");
+        }
+    };
+    let scrubbed = crate::redact::global().scrub_bytes(&bytes);
+    if scrubbed.len() != bytes.len() {
+        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    }
+    Response::from_parts(parts, axum::body::Body::from(scrubbed))
 }
 
 /// A JSON error answer: `{"error": message}`.

@@ -65,9 +65,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret value.
+    /// Wraps a secret value and registers it with [`crate::redact`], so no output shows it.
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+        let value = value.into();
+        crate::redact::register(&value);
+        Secret(value)
     }
 
     /// The value itself, for the one place that must send it.
@@ -700,21 +702,24 @@ impl Mailer {
             Some(id) => id.to_string(),
             None => self.new_message_id(),
         };
+        // The edge where an email leaves: no secret in any part, and no line break in the
+        // subject (a name from outside could otherwise add headers).
+        let redact = crate::redact::global();
+        let subject = crate::redact::header_line(&redact.scrub(&email.subject));
+        let text = redact.scrub(&email.text);
+        let html = email.html.as_deref().map(|h| redact.scrub(h));
         let mut builder = Message::builder()
             .from(self.settings.sender.clone())
-            .subject(email.subject.clone())
+            .subject(subject)
             .date_now()
             .message_id(Some(message_id))
             .user_agent(format!("medic/{}", env!("CARGO_PKG_VERSION")));
         for recipient in &self.settings.recipients {
             builder = builder.to(recipient.clone());
         }
-        let built = match &email.html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
-                email.text.clone(),
-                html.clone(),
-            )),
-            None => builder.singlepart(SinglePart::plain(email.text.clone())),
+        let built = match html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(text, html)),
+            None => builder.singlepart(SinglePart::plain(text)),
         };
         built.map_err(|e| SendError::Message {
             server: self.server_label.clone(),
@@ -956,12 +961,10 @@ impl Mailer {
         }
     }
 
-    /// Removes the password from text that came from elsewhere, however unlikely it is there.
+    /// Removes every secret medic knows from a server's reply: the password in clear and in
+    /// the base64 of `AUTH PLAIN`/`AUTH LOGIN`, which servers that quote the command echo.
     fn scrub(&self, text: &str) -> String {
-        match &self.settings.credentials {
-            Some(c) if !c.password.expose().is_empty() => text.replace(c.password.expose(), "***"),
-            _ => text.to_string(),
-        }
+        crate::redact::scrub(text)
     }
 }
 

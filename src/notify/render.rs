@@ -103,7 +103,8 @@ pub fn subject(items: &[AlertItem], stack: &str) -> String {
             _ => format!("{emoji} {name}: {list}"),
         });
     }
-    format!("{} - {stack}", parts.join(" · "))
+    // Names come from outside (containers, labels): one line, whatever they hold.
+    crate::redact::header_line(&format!("{} - {stack}", parts.join(" · ")))
 }
 
 /// What a person should do next, fitting the kind of check that failed.

@@ -164,6 +164,13 @@ impl NotifySettings {
                     Some((_, f)) if f.eq_ignore_ascii_case("slack") => WebhookFormat::Slack,
                     Some((var, f)) => return Err(invalid(var, f, "expected json or slack")),
                 };
+                // The whole URL is a credential (Slack's carry their token in the path); its path
+                // and query alone too, as receivers quote what was asked.
+                crate::redact::register(url.as_str());
+                crate::redact::register(url.path().trim_matches('/'));
+                if let Some(query) = url.query() {
+                    crate::redact::register(query);
+                }
                 Some(WebhookSettings { url, format })
             }
         };

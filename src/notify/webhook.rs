@@ -59,15 +59,15 @@ pub fn body(items: &[AlertItem], ctx: &RenderContext, format: WebhookFormat) -> 
             for i in items {
                 let a = &i.alert;
                 let mut lines = vec![
-                    format!("*{}* — {}", a.component, a.status),
+                    format!("*{}* — {}", mrkdwn(&a.component), mrkdwn(&a.status)),
                     format!("*Time:* {}", local_time(a.at, ctx.tz)),
                 ];
                 if let Some(e) = &a.error {
-                    lines.push(format!("*Error:* {e}"));
+                    lines.push(format!("*Error:* {}", mrkdwn(e)));
                 }
-                lines.push(format!("*Actions taken:* {}", a.action));
+                lines.push(format!("*Actions taken:* {}", mrkdwn(&a.action)));
                 if !i.held.is_empty() {
-                    lines.push(format!("*Held back:* {}", i.held.breakdown()));
+                    lines.push(format!("*Held back:* {}", mrkdwn(&i.held.breakdown())));
                 }
                 blocks.push(json!({
                     "type": "section",
@@ -80,9 +80,17 @@ pub fn body(items: &[AlertItem], ctx: &RenderContext, format: WebhookFormat) -> 
                     "elements": [{"type": "mrkdwn", "text": format!("<{url}/|Status page>")}],
                 }));
             }
-            json!({ "text": subject, "blocks": blocks })
+            json!({ "text": mrkdwn(&subject), "blocks": blocks })
         }
     }
+}
+
+/// Text from outside (names, errors, server replies) for Slack's `mrkdwn`: `&`, `<` and `>` are
+/// escaped as Slack asks, so a name cannot become a link or a mention (`<!channel>`).
+pub fn mrkdwn(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Posts a body; `Ok` on any 2xx (whose body is not read). Of any other answer only the start
@@ -102,8 +110,9 @@ pub async fn post(
     if let Some(key) = idempotency_key {
         request = request.header("idempotency-key", key);
     }
+    // The edge where a webhook leaves: no secret medic knows goes out in it.
     let result = request
-        .body(body.to_string())
+        .body(crate::redact::scrub(body))
         .timeout(Duration::from_secs(30))
         .send()
         .await;
@@ -112,7 +121,8 @@ pub async fn post(
         Ok(response) => {
             let status = response.status();
             let reply = crate::probe::read_prefix(response, crate::probe::ERROR_BODY).await;
-            let text: String = without_url(&String::from_utf8_lossy(&reply), &settings.url)
+            let text = without_url(&String::from_utf8_lossy(&reply), &settings.url);
+            let text: String = crate::redact::scrub(&text)
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .take(200)
@@ -231,5 +241,23 @@ mod tests {
             v["blocks"][2]["elements"][0]["text"],
             "<https://medic.example.com/|Status page>"
         );
+    }
+
+    #[test]
+    fn names_and_errors_from_outside_cannot_become_slack_markup() {
+        let mut items = items();
+        items[0].alert.component = "<!channel> & <https://evil.example|click>".into();
+        items[0].alert.error = Some("reply <b>x</b> & more".into());
+        let v = body(&items, &ctx(), WebhookFormat::Slack);
+        let section = v["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(
+            section.contains("*&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;*"),
+            "{section}"
+        );
+        assert!(
+            section.contains("reply &lt;b&gt;x&lt;/b&gt; &amp; more"),
+            "{section}"
+        );
+        assert!(!v["text"].as_str().unwrap().contains('<'), "{v}");
     }
 }

@@ -432,6 +432,17 @@ pub async fn run(spec: &ProbeSpec, ctx: &ProbeContext) -> ProbeResult {
         details: state.details,
         checked_at,
     };
+    // The settings' constructors registered their secrets with crate::redact; a password
+    // written in an http or upload URL is held in a plain URL, so it is registered here.
+    match &spec.kind {
+        ProbeKind::Http(s) => {
+            let _ = SecretUri::new(s.url.as_str());
+        }
+        ProbeKind::Upload(s) => {
+            let _ = SecretUri::new(s.url.as_str());
+        }
+        _ => {}
+    }
     scrub_result(&mut result, &spec.kind.secret_values());
     span.in_scope(|| match &result.error {
         None => tracing::debug!(latency_ms = latency.as_millis() as u64, "probe passed"),
@@ -451,9 +462,6 @@ pub async fn run_all(specs: &[ProbeSpec], ctx: &ProbeContext) -> Vec<ProbeResult
 }
 
 fn scrub_result(result: &mut ProbeResult, secrets: &[String]) {
-    if secrets.is_empty() {
-        return;
-    }
     if let Some(e) = result.error.as_mut() {
         *e = scrub_text(e, secrets);
     }
@@ -472,6 +480,7 @@ fn scrub_result(result: &mut ProbeResult, secrets: &[String]) {
 /// otherwise show that part, and a server that quotes the key it got (many do, in their error
 /// messages) would leak most of a long key.
 fn scrub_text(text: &str, secrets: &[String]) -> String {
+    // The spec's own secrets and every other secret medic knows (a reply may quote anything).
     let text = secret::scrub(text, secrets);
     if !text.contains('…') {
         return text;

@@ -8,20 +8,28 @@
 //!   server was meant.
 //! - [`scrub`] removes every known secret value from free text (driver errors, server replies)
 //!   before it is stored in a [`ProbeResult`](super::ProbeResult).
+//!
+//! Constructing a [`Secret`] or [`SecretUri`] also registers the value with [`crate::redact`],
+//! the process-wide set every output edge scrubs with.
 
 use std::fmt;
 
-/// What a masked value prints as.
-pub const MASK: &str = "***";
+pub use crate::redact::MASK;
 
 /// A secret string: an API key, a password, a token-bearing header value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a value.
+    /// Wraps a value and registers it (and the token after a scheme such as `Bearer `) with
+    /// [`crate::redact`], so no output shows it.
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+        let value = value.into();
+        crate::redact::register(&value);
+        if let Some((_, token)) = value.trim().split_once(char::is_whitespace) {
+            crate::redact::register(token.trim());
+        }
+        Secret(value)
     }
 
     /// The value itself, for the one place that must send it (a request header, a connect call).
@@ -54,9 +62,21 @@ impl serde::Serialize for Secret {
 pub struct SecretUri(String);
 
 impl SecretUri {
-    /// Wraps a URI.
+    /// Wraps a URI and registers its password with [`crate::redact`], unless the password is
+    /// the user name: every URI shows its user, so that password is no secret (RabbitMQ's
+    /// `guest:guest`), and masking it everywhere would mask the user name in every message.
     pub fn new(uri: impl Into<String>) -> SecretUri {
-        SecretUri(uri.into())
+        let uri = SecretUri(uri.into());
+        let user = password_range(&uri.0).map(|(from, _)| {
+            let start = uri.0.find("://").map_or(0, |i| i + 3);
+            percent_decode(&uri.0[start..from - 1])
+        });
+        for form in uri.password_forms() {
+            if user.as_deref() != Some(percent_decode(&form).as_str()) {
+                crate::redact::register(&form);
+            }
+        }
+        uri
     }
 
     /// The URI with its password, for the connect call only.
@@ -130,6 +150,29 @@ pub fn mask_uri(uri: &str) -> String {
     }
 }
 
+/// [`mask_uri`], and every value of the query string masked too (`?key=***&page=***`): query
+/// strings carry API keys and signatures as often as URIs carry passwords, and a target shown
+/// in a table needs only the parameter names.
+pub fn mask_url(url: &str) -> String {
+    let masked = mask_uri(url);
+    let Some(q) = masked.find('?') else {
+        return masked;
+    };
+    let (base, rest) = masked.split_at(q + 1);
+    let (query, fragment) = match rest.find('#') {
+        Some(h) => rest.split_at(h),
+        None => (rest, ""),
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if !value.is_empty() => format!("{name}={MASK}"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}{}{fragment}", query.join("&"))
+}
+
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -149,11 +192,18 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Replaces every occurrence of each secret in `text` with [`MASK`]. Secrets shorter than four
-/// characters are left alone: masking every "1" or "ab" would garble messages and hide nothing.
+/// Replaces every occurrence of each of these secrets in `text` with [`MASK`], then scrubs it
+/// of every secret the process knows ([`crate::redact::scrub`], which also finds the wire
+/// encodings). The first step covers what the process set leaves out on purpose (a password
+/// equal to its user name, see [`SecretUri::new`]) with a plain replace, cheap enough for every
+/// text of every result. Secrets shorter than four characters are left alone: masking every
+/// "1" or "ab" would garble messages and hide nothing.
 pub fn scrub(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
-    let mut sorted: Vec<&String> = secrets.iter().filter(|s| s.len() >= 4).collect();
+    let mut sorted: Vec<&String> = secrets
+        .iter()
+        .filter(|s| s.len() >= crate::redact::MIN_LEN)
+        .collect();
     // Longest first, so a secret that contains another is masked whole.
     sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
     for secret in sorted {
@@ -161,7 +211,7 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
             out = out.replace(secret.as_str(), MASK);
         }
     }
-    out
+    crate::redact::scrub(&out)
 }
 
 /// Applies [`scrub`] to every string inside a JSON value.
@@ -202,6 +252,24 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(mask_uri(input), expected, "{input}");
         }
+    }
+
+    #[test]
+    fn a_uri_password_is_registered_for_every_output_unless_it_is_the_user_name() {
+        let _ = SecretUri::new("amqp://zq8user:zq8pass%21@h/");
+        assert!(crate::redact::global().finds("said zq8pass! there"));
+        assert!(crate::redact::global().finds("said zq8pass%21 there"));
+        let _ = SecretUri::new("amqp://zq9user:zq9user@h/");
+        assert!(!crate::redact::global().finds("zq9user"));
+    }
+
+    #[test]
+    fn query_values_are_masked_in_targets() {
+        assert_eq!(
+            mask_url("https://u:pw@h/x?key=abc&page=2&flag#top"),
+            "https://u:***@h/x?key=***&page=***&flag#top"
+        );
+        assert_eq!(mask_url("http://h/health"), "http://h/health");
     }
 
     #[test]

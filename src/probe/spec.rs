@@ -189,13 +189,13 @@ impl ProbeKind {
     pub fn target(&self) -> String {
         match self {
             ProbeKind::Http(s) => {
-                format!("{} {}", s.method, super::secret::mask_uri(s.url.as_str()))
+                format!("{} {}", s.method, super::secret::mask_url(s.url.as_str()))
             }
             ProbeKind::Tcp(s) => format!("{}:{}", s.host, s.port),
             ProbeKind::Mongodb(s) => format!("{} {}.{}", s.uri, s.database, s.collection),
             ProbeKind::Rabbitmq(s) => format!("{} queues {}", s.uri, s.queues.join(",")),
             ProbeKind::Ai(s) => format!("{} {} at {}", s.provider, s.model, s.base_url),
-            ProbeKind::Upload(s) => super::secret::mask_uri(s.url.as_str()),
+            ProbeKind::Upload(s) => super::secret::mask_url(s.url.as_str()),
             ProbeKind::Exec(s) => format!("{} `{}`", s.target, s.command.join(" ")),
             ProbeKind::Git(s) => s.path.display().to_string(),
             ProbeKind::Disk(s) => s.path.display().to_string(),

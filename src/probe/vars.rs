@@ -49,6 +49,19 @@ pub fn lookup(
     name: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, VarError> {
+    let found = lookup_unregistered(name, env)?;
+    // Every value a `${VAR}` brings into probe settings is treated as a secret: which of them
+    // are (a password in a query string, a token in a body) cannot be told from the key.
+    if let Some(value) = &found {
+        crate::redact::register(value);
+    }
+    Ok(found)
+}
+
+fn lookup_unregistered(
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, VarError> {
     let direct = env(name);
     let file = env(&format!("{name}_FILE")).filter(|p| !p.is_empty());
     match (direct, file) {
