@@ -393,3 +393,45 @@ fn restart_never_reaches_a_same_named_service_of_another_project() {
         daemon.dump()
     );
 }
+
+/// A label declares a probe under a name the file already uses (a careless or hostile service
+/// author): the daemon keeps running and keeps the file's probe, and logs the clash naming
+/// both places; the label's probe never runs.
+#[test]
+fn a_label_probe_cannot_replace_a_file_probe_of_the_same_name() {
+    let run = TestRun::new("trustdup");
+    let collector = Collector::start();
+    let port = collector.port;
+    let container = run.service(
+        "web",
+        &[
+            ("medic.probe.dup.type", "http"),
+            (
+                "medic.probe.dup.url",
+                &format!("http://127.0.0.1:{port}/label"),
+            ),
+            ("medic.probe.dup.interval", "1s"),
+        ],
+    );
+    let (_dir, path) = common::medic_config(&format!(
+        "probes:\n  dup:\n    type: http\n    url: http://127.0.0.1:{port}/file\n    interval: 1s\n"
+    ));
+    let daemon = Medic::start(&[
+        ("MEDIC_PROJECT", run.id.as_str()),
+        ("MEDIC_CONFIG", path.to_str().unwrap()),
+    ]);
+    daemon.wait_log("the clash logged", Duration::from_secs(20), |l| {
+        l.contains("ERROR")
+            && l.contains("probe `dup` is declared twice")
+            && l.contains(path.to_str().unwrap())
+            && l.contains(&format!("container {container}"))
+    });
+    wait_for(
+        "the file's probe runs twice",
+        Duration::from_secs(20),
+        || collector.text().matches("GET /file").count() >= 2,
+    );
+    assert!(!collector.text().contains("/label"), "{}", collector.text());
+    let (status, _) = common::http_get(&daemon.addr(), "/health");
+    assert_eq!(status, 200, "{}", daemon.dump());
+}

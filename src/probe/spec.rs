@@ -822,7 +822,41 @@ fn unknown_key_message(key: &str, valid: &[&str]) -> String {
 struct RawFile {
     /// name → settings.
     #[serde(default)]
-    probes: Option<BTreeMap<String, RawProbe>>,
+    probes: Option<ProbeMap>,
+}
+
+/// The probes of the file by name, refusing a name written twice: a YAML map would silently
+/// keep the last one, and the first probe would never run.
+#[derive(Debug, Default)]
+struct ProbeMap(BTreeMap<String, RawProbe>);
+
+impl<'de> Deserialize<'de> for ProbeMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ProbeMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of probe names to their settings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ProbeMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if out.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format!(
+                            "probe `{name}` is declared twice in this file; rename one"
+                        )));
+                    }
+                    let probe: RawProbe = map.next_value()?;
+                    out.insert(name, probe);
+                }
+                Ok(ProbeMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Parses the `probes:` section of the YAML configuration file. `source` is the file's path,
@@ -848,17 +882,44 @@ pub fn parse_yaml(
     let raw: RawFile = yaml_serde::from_str(text).map_err(|e| {
         let location = e.location();
         let (probe, key, message) = explain_yaml_error(&e.to_string());
-        file_error(
+        let (mut line, mut column) = (
             location.as_ref().map(|l| l.line() as u32),
             location.as_ref().map(|l| l.column() as u32),
-            probe,
-            key,
-            message,
-        )
+        );
+        let mut message = message;
+        // The parser points at the `probes:` map; name the lines of both declarations.
+        if let Some(name) = message
+            .strip_prefix("probe `")
+            .filter(|_| message.contains("is declared twice"))
+            .and_then(|rest| rest.split('`').next())
+        {
+            let mut lines: Vec<(u32, u32)> = text
+                .lines()
+                .enumerate()
+                .filter_map(|(i, l)| {
+                    let trimmed = l.trim_start();
+                    let indent = l.len() - trimmed.len();
+                    (indent > 0 && trimmed.strip_prefix(name)?.trim_start().starts_with(':'))
+                        .then_some(((i + 1) as u32, (indent + 1) as u32))
+                })
+                .collect();
+            // Probe names sit at one indent; a key of the same name inside a probe does not.
+            if let Some(&(_, probe_column)) = lines.first() {
+                lines.retain(|(_, c)| *c == probe_column);
+            }
+            if let [first, second, ..] = lines[..] {
+                (line, column) = (Some(second.0), Some(second.1));
+                message = format!(
+                    "probe `{name}` is declared twice in this file, on lines {} and {}; rename one",
+                    first.0, second.0
+                );
+            }
+        }
+        file_error(line, column, probe, key, message)
     })?;
     let origin = Origin::File { path: source, text };
     let mut specs = Vec::new();
-    for (name, probe) in raw.probes.unwrap_or_default() {
+    for (name, probe) in raw.probes.unwrap_or_default().0 {
         if !valid_probe_name(&name) {
             let (line, column) = locate(text, &name, None).unzip();
             return Err(file_error(
