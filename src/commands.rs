@@ -55,7 +55,7 @@ async fn load(settings: &Settings) -> Loaded {
         Ok((version, scope, containers)) => {
             let (labelled, label_errors) =
                 label_probes(&containers, &scope, &settings.label_variables);
-            errors.extend(label_errors);
+            errors.extend(label_errors.iter().map(ToString::to_string));
             if let Ok(client) = ProbeContext::connect_docker(settings.docker_host.as_deref()).await
             {
                 ctx = ctx.with_docker(client);

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
 
+use crate::config::probes::LabelError;
 use crate::config::{parse_duration, HealingSettings};
 use crate::docker::scope::Scope;
 use crate::docker::{
@@ -168,6 +169,7 @@ pub fn spawn(
             shutdown: shutdown.clone(),
             current: Vec::new(),
             ctx: None,
+            broken: Vec::new(),
         },
         last_probes: HashMap::new(),
         silenced: store.load_silences()?,
@@ -358,6 +360,10 @@ struct ProbeState {
     current: Vec<ProbeSpec>,
     /// The context the scheduler runs probes with, for runs on request.
     ctx: Option<ProbeContext>,
+    /// Label probes that cannot run (a bad key, a `${VAR}` labels may not read), shown as
+    /// failing on their component so the error is seen where the probe would be, not only
+    /// in the log. They never count towards a restart or an alert.
+    broken: Vec<Arc<crate::probe::ProbeResult>>,
 }
 
 struct Brain {
@@ -400,6 +406,22 @@ struct Brain {
     /// The last hold logged per service, so a steady hold is logged once.
     last_hold: HashMap<String, String>,
     tracker: TaskTracker,
+}
+
+/// The failing result shown in place of a label probe that cannot run.
+fn config_error_result(probe: &str, error: &LabelError) -> crate::probe::ProbeResult {
+    crate::probe::ProbeResult {
+        name: probe.to_string(),
+        kind: "config",
+        component: error.component.clone(),
+        ok: false,
+        severity: crate::probe::Severity::Critical,
+        latency: Duration::ZERO,
+        error: Some(error.text.clone()),
+        steps: Vec::new(),
+        details: serde_json::Map::new(),
+        checked_at: Utc::now(),
+    }
 }
 
 /// The running containers a probe's `restart:` names, grouped by service key, and why none is
@@ -536,6 +558,7 @@ impl Brain {
                     .unwrap_or(self.healing.failure_threshold);
                 (&r.result, threshold)
             })
+            .chain(self.probes.broken.iter().map(|r| (r, 1)))
             .collect();
         let views = crate::status::build_views(&crate::status::ViewInputs {
             containers: &self.containers,
@@ -762,12 +785,30 @@ impl Brain {
             &self.probes.label_variables,
         );
         let (all, merge_errors) = crate::config::probes::merge(&self.probes.file, labelled);
-        errors.extend(merge_errors);
+        errors.extend(merge_errors.into_iter().map(|text| LabelError {
+            component: String::new(),
+            probe: None,
+            text,
+        }));
+        let mut broken = Vec::new();
         for e in errors {
-            if self.probes.reported_errors.insert(e.clone()) {
+            if self.probes.reported_errors.insert(e.text.clone()) {
                 error!("probe configuration ignored: {e}");
             }
+            if let Some(probe) = &e.probe {
+                // Kept from the last refresh when unchanged, so its time says since when.
+                let known = self
+                    .probes
+                    .broken
+                    .iter()
+                    .find(|r| r.name == *probe && r.error.as_deref() == Some(e.text.as_str()));
+                broken.push(match known {
+                    Some(r) => Arc::clone(r),
+                    None => Arc::new(config_error_result(probe, &e)),
+                });
+            }
         }
+        self.probes.broken = broken;
         if let Some(scheduler) = self.probes.scheduler.as_mut() {
             scheduler.set(&all);
         }

@@ -82,6 +82,23 @@ fn output_text(out: &Output) -> String {
     )
 }
 
+/// `GET /health/detailed` with the bearer token, as JSON.
+fn detailed_health(addr: &str, token: &str) -> serde_json::Value {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /health/detailed HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
+
 /// True when `path` exists inside the container.
 fn file_exists(container: &str, path: &str) -> bool {
     common::docker_at(None, &["exec", container, "test", "-e", path])
@@ -162,6 +179,36 @@ fn labels_cannot_send_medics_secrets_to_an_address_of_their_choosing() {
         daemon.wait_log(label, Duration::from_secs(10), |l| {
             l.contains("ERROR") && l.contains(label) && l.contains("MEDIC_LABEL_VARIABLES")
         });
+    }
+    // The refused probes show on their component as failing with the error, not only in the
+    // log; the allowed one beside them passes.
+    let mut detailed = serde_json::Value::Null;
+    wait_for(
+        "the refused probes on the component",
+        Duration::from_secs(10),
+        || {
+            detailed = detailed_health(&daemon.addr(), API_TOKEN);
+            detailed["components"]["web"]["probes"]["fine"]["ok"] == true
+        },
+    );
+    for (probe, label) in [
+        ("leak", "medic.probe.leak.url"),
+        ("token", "medic.probe.token.headers.Authorization"),
+    ] {
+        let result = &detailed["components"]["web"]["probes"][probe];
+        assert_eq!(result["ok"], false, "{detailed:#}");
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(label) && error.contains("MEDIC_LABEL_VARIABLES"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        detailed["components"]["web"]["status"], "degraded",
+        "{detailed:#}"
+    );
+    for secret in [MAIL_PASSWORD, API_TOKEN] {
+        assert!(!detailed.to_string().contains(secret), "{detailed:#}");
     }
     // A few more rounds of the 1 s probes, then nothing secret has arrived or been printed.
     let fine_runs = || collector.text().matches("GET /fine").count();

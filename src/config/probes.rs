@@ -101,7 +101,7 @@ pub fn label_probes(
     containers: &[Container],
     scope: &Scope,
     allowed: &LabelVariables,
-) -> (Vec<ProbeSpec>, Vec<String>) {
+) -> (Vec<ProbeSpec>, Vec<LabelError>) {
     let mut specs: Vec<(ProbeSpec, String)> = Vec::new();
     let mut errors = Vec::new();
     let mut sorted: Vec<&Container> = containers
@@ -115,19 +115,46 @@ pub fn label_probes(
         let replica_of = format!("{}/{}", c.project().unwrap_or_default(), c.component());
         let (found, bad) =
             parse_labels_each(&c.name, &c.component(), &c.labels, &env_lookup, allowed);
-        errors.extend(bad.into_iter().map(|e| e.to_string()));
+        errors.extend(bad.into_iter().map(|e| LabelError {
+            component: c.component(),
+            probe: e.probe.clone(),
+            text: e.to_string(),
+        }));
         for spec in found {
             match specs.iter().find(|(s, _)| s.name == spec.name) {
                 Some((_, service)) if *service == replica_of => {}
-                Some((existing, _)) => errors.push(format!(
-                    "probe `{}` is declared twice: in {} and in {}; rename one (the one in {} runs)",
-                    spec.name, existing.declared_in, spec.declared_in, existing.declared_in
-                )),
+                Some((existing, _)) => errors.push(LabelError {
+                    component: spec.component.clone(),
+                    // The name belongs to the probe that runs: the clash is only logged.
+                    probe: None,
+                    text: format!(
+                        "probe `{}` is declared twice: in {} and in {}; rename one (the one in {} runs)",
+                        spec.name, existing.declared_in, spec.declared_in, existing.declared_in
+                    ),
+                }),
                 None => specs.push((spec, replica_of.clone())),
             }
         }
     }
     (specs.into_iter().map(|(s, _)| s).collect(), errors)
+}
+
+/// A label probe that cannot run, and whose component it would have fed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelError {
+    /// The labelled container's component.
+    pub component: String,
+    /// The probe, when the error belongs to one that then does not run (not for a name
+    /// clash, where the name's other probe does run).
+    pub probe: Option<String>,
+    /// The error, naming the container, label, key and what to do.
+    pub text: String,
+}
+
+impl std::fmt::Display for LabelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// File and label probes together; a name declared in both is an error naming both places.
