@@ -80,6 +80,7 @@ impl Application {
                 reconcile_interval: settings.reconcile_interval,
                 file_probes,
                 docker_host: settings.docker_host.clone(),
+                label_variables: settings.label_variables.clone(),
             },
             engine,
             store.clone(),

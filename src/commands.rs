@@ -60,15 +60,14 @@ async fn load(settings: &Settings) -> Loaded {
     .await;
     let (probes, docker) = match docker {
         Ok((version, scope, containers)) => {
-            let (labelled, label_errors) = label_probes(&containers, &scope);
-            errors.extend(label_errors);
+            let (labelled, label_errors) =
+                label_probes(&containers, &scope, &settings.label_variables);
+            errors.extend(label_errors.iter().map(ToString::to_string));
             if let Ok(client) = ProbeContext::connect_docker(settings.docker_host.as_deref()).await
             {
                 ctx = ctx.with_docker(client);
             }
-            if let Some(project) = &scope.project {
-                ctx = ctx.with_project(project.clone());
-            }
+            ctx = ctx.with_scope(scope.clone());
             let (all, merge_errors) = merge(&file, labelled);
             errors.extend(merge_errors);
             (all, Ok((version, scope)))

@@ -52,7 +52,13 @@ enum Command {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    let vars = std::env::vars().collect();
+    let vars = match medic::config::environment() {
+        Ok(vars) => vars,
+        Err(e) => {
+            eprintln!("medic: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // Known before the first line is logged or printed (src/redact.rs).
     medic::redact::register_from_env(&vars);
     let settings = match Settings::from_vars(&vars) {

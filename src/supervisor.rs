@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
 
+use crate::config::probes::LabelError;
 use crate::config::{parse_duration, HealingSettings};
 use crate::docker::scope::Scope;
 use crate::docker::{
@@ -118,6 +119,8 @@ pub struct SupervisorSettings {
     pub file_probes: Vec<ProbeSpec>,
     /// The Docker endpoint, for `exec` probes.
     pub docker_host: Option<String>,
+    /// The variables `${VAR}` in labels may read (`MEDIC_LABEL_VARIABLES`).
+    pub label_variables: crate::probe::vars::LabelVariables,
 }
 
 /// How long before its start medic looks for restarts of its own a crash may have interrupted,
@@ -162,12 +165,14 @@ pub fn spawn(
         probes: ProbeState {
             file: settings.file_probes.clone(),
             docker_host: settings.docker_host.clone(),
+            label_variables: settings.label_variables.clone(),
             tx: probe_tx,
             scheduler: None,
             reported_errors: HashSet::new(),
             shutdown: shutdown.clone(),
             current: Vec::new(),
             ctx: None,
+            broken: Vec::new(),
         },
         last_probes: HashMap::new(),
         silenced: store.load_silences()?,
@@ -384,6 +389,8 @@ struct ProbeState {
     file: Vec<ProbeSpec>,
     /// The Docker endpoint, for the `exec` probes' client.
     docker_host: Option<String>,
+    /// The variables `${VAR}` in labels may read.
+    label_variables: crate::probe::vars::LabelVariables,
     /// Where probe loops send their results.
     tx: mpsc::Sender<ProbeReport>,
     /// Started once the scope is known (exec probes need the project).
@@ -395,6 +402,10 @@ struct ProbeState {
     current: Vec<ProbeSpec>,
     /// The context the scheduler runs probes with, for runs on request.
     ctx: Option<ProbeContext>,
+    /// Label probes that cannot run (a bad key, a `${VAR}` labels may not read), shown as
+    /// failing on their component so the error is seen where the probe would be, not only
+    /// in the log. They never count towards a restart or an alert.
+    broken: Vec<Arc<crate::probe::ProbeResult>>,
 }
 
 struct Brain {
@@ -464,6 +475,70 @@ impl HealthEvents {
     fn clear(&mut self) {
         self.0.clear();
     }
+}
+
+/// The failing result shown in place of a label probe that cannot run.
+fn config_error_result(probe: &str, error: &LabelError) -> crate::probe::ProbeResult {
+    crate::probe::ProbeResult {
+        name: probe.to_string(),
+        kind: "config",
+        component: error.component.clone(),
+        ok: false,
+        severity: crate::probe::Severity::Critical,
+        latency: Duration::ZERO,
+        error: Some(error.text.clone()),
+        steps: Vec::new(),
+        details: serde_json::Map::new(),
+        checked_at: Utc::now(),
+    }
+}
+
+/// The running containers a probe's `restart:` names, grouped by service key, and why none is
+/// restarted when the names are ambiguous. A name means that service in the probe's own project
+/// (the labelled container's for label probes, else the watched project), never a same-named
+/// service of another project, even one labelled `medic.enable=true`; `containers` are the
+/// watched ones only. With no project to go by, a name found in two projects restarts nothing.
+fn restart_targets(
+    spec: &ProbeSpec,
+    containers: &[Container],
+    watched_project: Option<&str>,
+) -> (Vec<(String, Vec<Container>)>, Option<String>) {
+    let project = spec.project.as_deref().or(watched_project);
+    let mut targets: Vec<(String, Vec<Container>)> = Vec::new();
+    for name in &spec.restart {
+        for c in containers.iter().filter(|c| {
+            c.component() == *name
+                && c.state == RunState::Running
+                && match (project, c.project()) {
+                    (Some(wanted), Some(theirs)) => wanted == theirs,
+                    _ => true,
+                }
+        }) {
+            let key = service_key(c);
+            match targets.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, list)) => list.push(c.clone()),
+                None => targets.push((key, vec![c.clone()])),
+            }
+        }
+    }
+    if project.is_none() {
+        let mut projects: Vec<&str> = targets
+            .iter()
+            .flat_map(|(_, list)| list.iter().filter_map(|c| c.project()))
+            .collect();
+        projects.sort();
+        projects.dedup();
+        if projects.len() > 1 {
+            let refused = format!(
+                "{} names services of several compose projects ({}) and no project is watched; \
+                 set MEDIC_PROJECT or declare the probe in labels of the project's containers",
+                spec.restart.join(", "),
+                projects.join(", ")
+            );
+            return (Vec::new(), Some(refused));
+        }
+    }
+    (targets, None)
 }
 
 /// The key of a service for restart state: `project/service`, or the container name alone.
@@ -551,6 +626,7 @@ impl Brain {
                     .unwrap_or(self.healing.failure_threshold);
                 (&r.result, threshold)
             })
+            .chain(self.probes.broken.iter().map(|r| (r, 1)))
             .collect();
         let views = crate::status::build_views(&crate::status::ViewInputs {
             containers: &self.containers,
@@ -768,8 +844,8 @@ impl Brain {
             Ok(docker) => ctx = ctx.with_docker(docker),
             Err(e) => warn!(error = %e, "exec probes cannot reach Docker"),
         }
-        if let Some(project) = self.scope.as_ref().and_then(|s| s.project.clone()) {
-            ctx = ctx.with_project(project);
+        if let Some(scope) = self.scope.clone() {
+            ctx = ctx.with_scope(scope);
         }
         self.probes.ctx = Some(ctx.clone());
         self.probes.scheduler = Some(Scheduler::new(
@@ -787,14 +863,36 @@ impl Brain {
         let Some(scope) = self.scope.clone() else {
             return;
         };
-        let (labelled, mut errors) = crate::config::probes::label_probes(&self.containers, &scope);
+        let (labelled, mut errors) = crate::config::probes::label_probes(
+            &self.containers,
+            &scope,
+            &self.probes.label_variables,
+        );
         let (all, merge_errors) = crate::config::probes::merge(&self.probes.file, labelled);
-        errors.extend(merge_errors);
+        errors.extend(merge_errors.into_iter().map(|text| LabelError {
+            component: String::new(),
+            probe: None,
+            text,
+        }));
+        let mut broken = Vec::new();
         for e in errors {
-            if self.probes.reported_errors.insert(e.clone()) {
+            if self.probes.reported_errors.insert(e.text.clone()) {
                 error!("probe configuration ignored: {e}");
             }
+            if let Some(probe) = &e.probe {
+                // Kept from the last refresh when unchanged, so its time says since when.
+                let known = self
+                    .probes
+                    .broken
+                    .iter()
+                    .find(|r| r.name == *probe && r.error.as_deref() == Some(e.text.as_str()));
+                broken.push(match known {
+                    Some(r) => Arc::clone(r),
+                    None => Arc::new(config_error_result(probe, &e)),
+                });
+            }
         }
+        self.probes.broken = broken;
         if let Some(scheduler) = self.probes.scheduler.as_mut() {
             scheduler.set(&all);
         }
@@ -816,20 +914,11 @@ impl Brain {
         self.status.metrics.probe_ran(result, report.lag);
         self.last_probes.insert(spec.name.clone(), report.clone());
         // The containers of each service the probe restarts, grouped by service key.
-        let mut targets: Vec<(String, Vec<Container>)> = Vec::new();
-        for name in &spec.restart {
-            for c in self
-                .containers
-                .iter()
-                .filter(|c| c.component() == *name && c.state == RunState::Running)
-            {
-                let key = service_key(c);
-                match targets.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, list)) => list.push(c.clone()),
-                    None => targets.push((key, vec![c.clone()])),
-                }
-            }
-        }
+        let (targets, refused) = restart_targets(
+            spec,
+            &self.containers,
+            self.scope.as_ref().and_then(|s| s.project.as_deref()),
+        );
         let in_grace = targets
             .iter()
             .any(|(key, _)| self.services.get(key).is_some_and(|s| s.in_grace(now)));
@@ -905,6 +994,9 @@ impl Brain {
                 );
                 let action = if spec.restart.is_empty() {
                     "none: this probe only alerts".to_string()
+                } else if let Some(refused) = &refused {
+                    warn!(services = ?spec.restart, "{refused}");
+                    format!("not restarted: {refused}")
                 } else if targets.is_empty() {
                     warn!(services = %spec.restart.join(","), "no running watched container of the services to restart");
                     format!(
@@ -1435,5 +1527,65 @@ mod tests {
         assert!(seen.changed("a", Health::Unhealthy));
         seen.clear();
         assert!(seen.changed("b", Health::Unhealthy));
+    }
+
+    fn container(name: &str, project: Option<&str>, service: &str) -> Container {
+        let mut labels = HashMap::from([(
+            "com.docker.compose.service".to_string(),
+            service.to_string(),
+        )]);
+        if let Some(p) = project {
+            labels.insert("com.docker.compose.project".into(), p.into());
+        }
+        Container {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels,
+            state: RunState::Running,
+            health: Health::None,
+            stop_timeout: None,
+            start_period: None,
+        }
+    }
+
+    fn spec(project: Option<&str>) -> ProbeSpec {
+        let text = "probes:\n  p:\n    type: tcp\n    host: web\n    port: 1\n    restart: web\n";
+        let mut spec = crate::probe::parse_yaml(text, "m.yaml", &|_| None)
+            .unwrap()
+            .remove(0);
+        spec.project = project.map(str::to_string);
+        spec
+    }
+
+    fn names(targets: &[(String, Vec<Container>)]) -> Vec<String> {
+        targets
+            .iter()
+            .flat_map(|(_, list)| list.iter().map(|c| c.name.clone()))
+            .collect()
+    }
+
+    /// `other-web-1` is watched too (say it is labelled medic.enable=true), yet `restart: web`
+    /// never reaches it from a probe of the shop project.
+    #[test]
+    fn restart_means_the_service_of_the_probes_own_project() {
+        let containers = [
+            container("shop-web-1", Some("shop"), "web"),
+            container("other-web-1", Some("other"), "web"),
+            container("solo", None, "web"),
+        ];
+        let (file, refused) = restart_targets(&spec(None), &containers, Some("shop"));
+        assert_eq!(refused, None);
+        assert_eq!(names(&file), vec!["shop-web-1", "solo"]);
+        let (label, _) = restart_targets(&spec(Some("other")), &containers, Some("shop"));
+        assert_eq!(names(&label), vec!["other-web-1", "solo"]);
+        let (none, refused) = restart_targets(&spec(None), &containers, None);
+        assert!(none.is_empty());
+        let refused = refused.unwrap();
+        assert!(refused.contains("other, shop"), "{refused}");
+        let (one, refused) = restart_targets(&spec(None), &containers[..1], None);
+        assert_eq!(
+            (names(&one), refused),
+            (vec!["shop-web-1".to_string()], None)
+        );
     }
 }

@@ -17,6 +17,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use medic::probe::vars::LabelVariables;
 use medic::probe::{
     self, parse_labels, parse_yaml, ConfigOrigin, ProbeContext, ProbeKind, ProbeResult, ProbeSpec,
     Severity,
@@ -996,7 +997,9 @@ fn labels_parse_traefik_style_with_the_service_as_default() {
         ("medic.probe.free.type", "disk"),
     ]);
     let env = env_of(&[("RABBIT_PW", "rabbit-pw-1"), ("API_TOKEN", "api-tok-2")]);
-    let specs = parse_labels("stack_worker_1", "worker", &l, &env).unwrap();
+    // Labels read only the variables the operator allowed (MEDIC_LABEL_VARIABLES).
+    let allowed = LabelVariables::of(["RABBIT_PW", "API_TOKEN"]);
+    let specs = parse_labels("stack_worker_1", "worker", &l, &env, &allowed).unwrap();
     let by_name = |n: &str| specs.iter().find(|s| s.name == n).unwrap();
 
     let queue = by_name("queue");
@@ -1091,7 +1094,10 @@ fn label_errors_name_the_container_label_and_key() {
         ),
     ];
     for (pairs, label, key, message) in cases {
-        let error = parse_labels("stack_app_1", "app", &labels(&pairs), &no_env).unwrap_err();
+        // NOPE is allowed, so its absence is the error (not the trust boundary).
+        let allowed = LabelVariables::of(["NOPE"]);
+        let error =
+            parse_labels("stack_app_1", "app", &labels(&pairs), &no_env, &allowed).unwrap_err();
         assert_eq!(
             error.origin,
             ConfigOrigin::Label {
@@ -1107,7 +1113,14 @@ fn label_errors_name_the_container_label_and_key() {
         );
         assert!(shown.contains(message), "{shown}");
     }
-    let error = parse_labels("c", "s", &labels(&[("medic.probe.x", "http")]), &no_env).unwrap_err();
+    let error = parse_labels(
+        "c",
+        "s",
+        &labels(&[("medic.probe.x", "http")]),
+        &no_env,
+        &LabelVariables::default(),
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("medic.probe.<name>.<key>"));
 }
 
@@ -1148,8 +1161,21 @@ fn the_documented_examples_parse() {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
             .collect();
-        let specs = parse_labels(&format!("stack-{service}-1"), service, &labels, &env)
-            .unwrap_or_else(|e| panic!("{e}"));
+        // The allow-list the docs give for the example, read from the docs themselves.
+        let listed = doc
+            .split("`MEDIC_LABEL_VARIABLES=")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .expect("docs/probes.md names the MEDIC_LABEL_VARIABLES the example needs");
+        let allowed = LabelVariables::parse(listed).unwrap();
+        let specs = parse_labels(
+            &format!("stack-{service}-1"),
+            service,
+            &labels,
+            &env,
+            &allowed,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         count += specs.len();
     }
     assert_eq!(count, 3);

@@ -32,8 +32,14 @@ fn compose_yaml_probe_labels_parse() {
                 )
             })
             .collect();
-        let specs = medic::probe::parse_labels(service, service, &labels, &|_| None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let specs = medic::probe::parse_labels(
+            service,
+            service,
+            &labels,
+            &|_| None,
+            &medic::probe::vars::LabelVariables::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         found.extend(specs.into_iter().map(|s| (s.name, s.restart)));
     }
     assert_eq!(

@@ -11,7 +11,8 @@
 //!   header value must not).
 //!
 //! The first line may be `@container service` to set the container's name and compose service
-//! (default `shop-app-1` and `app`).
+//! (default `shop-app-1` and `app`). A line `%API_HOST,APP_TOKEN` is `MEDIC_LABEL_VARIABLES`,
+//! the variables labels may read (none without it), so the allow-list's parser is fuzzed too.
 #![no_main]
 
 use std::collections::HashMap;
@@ -49,7 +50,12 @@ fuzz_target!(|data: &[u8]| {
     let mut container = "shop-app-1";
     let mut service = "app";
     let mut labels = HashMap::new();
+    let mut allowed = "";
     for (i, line) in text.lines().enumerate() {
+        if let Some(names) = line.strip_prefix('%') {
+            allowed = names;
+            continue;
+        }
         if i == 0 {
             if let Some(names) = line.strip_prefix('@') {
                 let (c, s) = names.split_once(' ').unwrap_or((names, ""));
@@ -66,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
         labels.insert(key, unescape(value));
     }
 
-    match medic::probe::parse_labels(container, service, &labels, &medic_fuzz::env) {
+    let Ok(allowed) = medic::probe::vars::LabelVariables::parse(allowed) else {
+        return;
+    };
+    match medic::probe::parse_labels(container, service, &labels, &medic_fuzz::env, &allowed) {
         Ok(specs) => medic_fuzz::check_specs(&specs),
         Err(e) => medic_fuzz::check_error(&e),
     }

@@ -70,13 +70,21 @@ impl ApiState {
 }
 
 /// `MEDIC_API_TOKEN`, else the contents of `MEDIC_API_TOKEN_FILE`; `None` when neither is set.
+/// Set but blank is an error (settings validation reports it first), never "no token".
 pub fn token_from_env() -> anyhow::Result<Option<Arc<str>>> {
-    let value = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    if let Some(token) = value("MEDIC_API_TOKEN") {
+    let value = |name: &str| -> anyhow::Result<Option<String>> {
+        match std::env::var(name) {
+            Ok(v) if v.trim().is_empty() => anyhow::bail!("{name} is set but blank"),
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("{name} is not UTF-8 text"),
+        }
+    };
+    if let Some(token) = value("MEDIC_API_TOKEN")? {
         crate::redact::register(token.trim());
         return Ok(Some(token.trim().into()));
     }
-    match value("MEDIC_API_TOKEN_FILE") {
+    match value("MEDIC_API_TOKEN_FILE")? {
         Some(path) => {
             let token = std::fs::read_to_string(path.trim()).map_err(|e| {
                 anyhow::anyhow!("MEDIC_API_TOKEN_FILE={path:?} cannot be read: {e}")

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::probe::vars::{LabelVariables, LABEL_VARIABLES_VAR};
+
 /// A configuration problem a user must fix. Its text names the variable at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -24,6 +26,44 @@ pub enum ConfigError {
         /// What was expected instead.
         reason: String,
     },
+    /// A variable's name or value is not UTF-8 text, so medic cannot read it.
+    #[error(
+        "the environment variable {name} is not UTF-8 text; medic reads its settings as UTF-8: \
+         fix its value or unset it"
+    )]
+    NotUtf8 {
+        /// The variable's name, non-UTF-8 bytes replaced (its value is never shown).
+        name: String,
+    },
+}
+
+/// The process environment as text. A variable whose name or value is not UTF-8 is an error
+/// naming it, where `std::env::vars()` would panic (exit 101, so the image's HEALTHCHECK and
+/// every command would fail without a word about why).
+pub fn environment() -> Result<HashMap<String, String>, ConfigError> {
+    environment_from(std::env::vars_os())
+}
+
+/// [`environment`] over any list of variables, so tests need not set non-UTF-8 variables in
+/// their own process.
+pub fn environment_from(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<HashMap<String, String>, ConfigError> {
+    let mut out = HashMap::new();
+    for (name, value) in vars {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => {
+                out.insert(name, value);
+            }
+            (Ok(name), Err(_)) => return Err(ConfigError::NotUtf8 { name }),
+            (Err(name), _) => {
+                return Err(ConfigError::NotUtf8 {
+                    name: name.to_string_lossy().into_owned(),
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl ConfigError {
@@ -101,7 +141,13 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// The YAML configuration file (`MEDIC_CONFIG`, else /etc/medic/medic.yaml if present).
     pub config_file: Option<PathBuf>,
+    /// The variables `${VAR}` in labels may read (`MEDIC_LABEL_VARIABLES`); none unless set.
+    pub label_variables: LabelVariables,
 }
+
+/// The shortest `MEDIC_RECONCILE_INTERVAL`: each reconcile lists every watched container, and
+/// shorter intervals keep the engine and a core busy for nothing events do not already tell.
+pub const MIN_RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Every variable medic reads; anything else starting with `MEDIC_` draws a warning.
 pub const KNOWN_VARIABLES: &[&str] = &[
@@ -133,12 +179,13 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_API_TOKEN",
     "MEDIC_API_TOKEN_FILE",
     "MEDIC_ENGINE_TIMEOUT",
+    "MEDIC_LABEL_VARIABLES",
 ];
 
 impl Settings {
     /// Reads settings from the process environment.
     pub fn from_env() -> Result<Settings, ConfigError> {
-        Settings::from_vars(&std::env::vars().collect())
+        Settings::from_vars(&environment()?)
     }
 
     /// Reads settings from a map of variables, so tests need not touch the process environment.
@@ -215,8 +262,10 @@ impl Settings {
                 .map(|(_, v)| PathBuf::from(v))
                 .unwrap_or_else(|| PathBuf::from("/data")),
             listen,
-            reconcile_interval: opt(get("MEDIC_RECONCILE_INTERVAL"), parse_nonzero_duration)?
-                .unwrap_or(Duration::from_secs(30)),
+            reconcile_interval: opt(get("MEDIC_RECONCILE_INTERVAL"), |var, v| {
+                parse_at_least(var, v, MIN_RECONCILE_INTERVAL)
+            })?
+            .unwrap_or(Duration::from_secs(30)),
             healing,
             log_format,
             config_file: probes::config_file(vars).map_err(|reason| ConfigError::Invalid {
@@ -224,6 +273,15 @@ impl Settings {
                 value: vars.get("MEDIC_CONFIG").cloned().unwrap_or_default(),
                 reason,
             })?,
+            label_variables: match vars.get(LABEL_VARIABLES_VAR) {
+                Some(v) => LabelVariables::parse(v)
+                    .map_err(|reason| ConfigError::invalid(LABEL_VARIABLES_VAR, v, reason))?,
+                None => LabelVariables::default(),
+            },
+        })
+        .and_then(|settings| {
+            check_token(vars)?;
+            Ok(settings)
         })
     }
 
@@ -300,6 +358,65 @@ fn parse_nonzero_duration(var: &str, value: &str) -> Result<Duration, ConfigErro
         return Err(ConfigError::invalid(var, value, "must be longer than zero"));
     }
     Ok(d)
+}
+
+/// A duration of at least `min`.
+fn parse_at_least(var: &str, value: &str, min: Duration) -> Result<Duration, ConfigError> {
+    let d = parse_duration(var, value)?;
+    if d < min {
+        return Err(ConfigError::invalid(
+            var,
+            value,
+            format!(
+                "the shortest is {}: shorter ones keep the engine and a core busy",
+                humantime::format_duration(min)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// A set but blank `MEDIC_API_TOKEN` (or `MEDIC_API_TOKEN_FILE`, or the file it names) is an
+/// error: read as "no token" it would silently leave the admin routes and the detailed health
+/// open to anyone, though the operator meant to close them. The value itself is never shown.
+fn check_token(vars: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let blank = |var: &str, value: &str| {
+        ConfigError::invalid(
+            var,
+            value,
+            "is set but blank; set a token (e.g. from `openssl rand -hex 32`) or unset it to \
+             disable the admin routes",
+        )
+    };
+    if let Some(token) = vars.get("MEDIC_API_TOKEN") {
+        if token.trim().is_empty() {
+            return Err(blank("MEDIC_API_TOKEN", ""));
+        }
+        return Ok(());
+    }
+    if let Some(path) = vars.get("MEDIC_API_TOKEN_FILE") {
+        if path.trim().is_empty() {
+            return Err(blank("MEDIC_API_TOKEN_FILE", path));
+        }
+        match std::fs::read_to_string(path.trim()) {
+            Ok(token) if token.trim().is_empty() => {
+                return Err(ConfigError::invalid(
+                    "MEDIC_API_TOKEN_FILE",
+                    path,
+                    "the file is empty; write the token into it",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ConfigError::invalid(
+                    "MEDIC_API_TOKEN_FILE",
+                    path,
+                    format!("cannot be read: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_count(var: &str, value: &str, min: u32) -> Result<u32, ConfigError> {
@@ -412,7 +529,11 @@ mod tests {
             ("MEDIC_LOG_FORMAT", "xml"),
             ("MEDIC_PROJECT", "my project"),
             ("MEDIC_RECONCILE_INTERVAL", "0s"),
+            ("MEDIC_RECONCILE_INTERVAL", "1ns"),
+            ("MEDIC_RECONCILE_INTERVAL", "999ms"),
             ("RESTART_COOLDOWN_MINUTES", "1.5"),
+            ("MEDIC_LABEL_VARIABLES", "API_HOST,*"),
+            ("MEDIC_API_TOKEN_FILE", "/nonexistent/medic-token"),
         ];
         for (var, value) in cases {
             let err = Settings::from_vars(&vars(&[(var, value)])).unwrap_err();
@@ -481,5 +602,63 @@ mod tests {
                 Some("MEDIC_RESTART_COOLDOWN")
             )]
         );
+    }
+
+    #[test]
+    fn the_reconcile_interval_has_a_minimum() {
+        let s = Settings::from_vars(&vars(&[("MEDIC_RECONCILE_INTERVAL", "1s")])).unwrap();
+        assert_eq!(s.reconcile_interval, MIN_RECONCILE_INTERVAL);
+        let e = Settings::from_vars(&vars(&[("MEDIC_RECONCILE_INTERVAL", "1ns")])).unwrap_err();
+        assert!(e.to_string().contains("the shortest is 1s"), "{e}");
+    }
+
+    #[test]
+    fn the_label_allow_list_is_read() {
+        let s = Settings::from_vars(&vars(&[("MEDIC_LABEL_VARIABLES", "API_HOST, APP_TOKEN")]))
+            .unwrap();
+        assert!(s.label_variables.allows("API_HOST"));
+        assert!(s.label_variables.allows("APP_TOKEN"));
+        assert!(!s.label_variables.allows("MAIL_PASSWORD"));
+        let s = Settings::from_vars(&vars(&[])).unwrap();
+        assert_eq!(s.label_variables, LabelVariables::default());
+        assert!(Settings::unknown_variables(&vars(&[("MEDIC_LABEL_VARIABLES", "X")])).is_empty());
+    }
+
+    #[test]
+    fn a_blank_token_is_an_error_not_an_open_door() {
+        for token in ["", "  ", "\t"] {
+            let e = Settings::from_vars(&vars(&[("MEDIC_API_TOKEN", token)])).unwrap_err();
+            assert!(e.to_string().contains("MEDIC_API_TOKEN"), "{e}");
+            assert!(e.to_string().contains("blank"), "{e}");
+        }
+        let e = Settings::from_vars(&vars(&[("MEDIC_API_TOKEN_FILE", " ")])).unwrap_err();
+        assert!(e.to_string().contains("MEDIC_API_TOKEN_FILE"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "\n").unwrap();
+        let path = path.to_str().unwrap();
+        let e = Settings::from_vars(&vars(&[("MEDIC_API_TOKEN_FILE", path)])).unwrap_err();
+        assert!(e.to_string().contains("the file is empty"), "{e}");
+        std::fs::write(path, "s3cret-token\n").unwrap();
+        Settings::from_vars(&vars(&[("MEDIC_API_TOKEN_FILE", path)])).unwrap();
+        Settings::from_vars(&vars(&[("MEDIC_API_TOKEN", "s3cret-token")])).unwrap();
+    }
+
+    #[test]
+    fn a_non_utf8_variable_is_an_error_naming_it() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let good = (OsString::from("PATH"), OsString::from("/bin"));
+        let bad_value = (
+            OsString::from("MAIL_PASSWORD"),
+            OsString::from_vec(vec![b'p', 0xff, b'w']),
+        );
+        let e = environment_from([good.clone(), bad_value]).unwrap_err();
+        assert!(e.to_string().contains("MAIL_PASSWORD"), "{e}");
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+        let bad_name = (OsString::from_vec(vec![b'X', 0xfe]), OsString::from("1"));
+        let e = environment_from([bad_name]).unwrap_err();
+        assert!(e.to_string().contains("X\u{fffd}"), "{e}");
+        assert_eq!(environment_from([good]).unwrap()["PATH"], "/bin");
     }
 }

@@ -36,6 +36,34 @@ impl Scope {
         }
     }
 
+    /// Why the container with this id and these labels is not medic's, in words for a probe's
+    /// error; `None` when it is in scope. Every action on a container (an `exec` probe, a
+    /// restart) asks this first, so none reaches past the scope.
+    pub fn why_not(&self, id: &str, labels: &HashMap<String, String>) -> Option<String> {
+        if self.contains(id, labels) {
+            return None;
+        }
+        Some(if self.is_own(id) {
+            "it is medic's own container, which medic never acts on".to_string()
+        } else if label_is_false(labels, LABEL_ENABLE) {
+            format!("it is labelled {LABEL_ENABLE}=false")
+        } else {
+            let watched = match &self.project {
+                Some(p) => format!("the watched compose project is {p:?}"),
+                None => "no compose project is watched".to_string(),
+            };
+            match labels.get(LABEL_PROJECT) {
+                Some(project) => format!(
+                    "it belongs to compose project {project:?} and {watched}; label it \
+                     {LABEL_ENABLE}=true to let medic act on it"
+                ),
+                None => format!(
+                    "it belongs to no compose project and has no {LABEL_ENABLE}=true label ({watched})"
+                ),
+            }
+        })
+    }
+
     /// True for medic's own container (ids may be given short).
     pub fn is_own(&self, id: &str) -> bool {
         match &self.own_id {
@@ -130,6 +158,39 @@ mod tests {
         ];
         for (id, l, expected) in cases {
             assert_eq!(scope.contains(id, &labels(l)), *expected, "{id} {l:?}");
+        }
+    }
+
+    #[test]
+    fn why_not_names_the_reason_for_every_out_of_scope_container() {
+        let own = "f".repeat(64);
+        let scope = Scope {
+            project: Some("shop".into()),
+            own_id: Some(own.clone()),
+        };
+        assert_eq!(
+            scope.why_not("a1", &labels(&[(LABEL_PROJECT, "shop")])),
+            None
+        );
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (&own, &[(LABEL_PROJECT, "shop")], "medic's own container"),
+            (&own, &[(LABEL_ENABLE, "true")], "medic's own container"),
+            (
+                "a2",
+                &[(LABEL_PROJECT, "shop"), (LABEL_ENABLE, "false")],
+                "medic.enable=false",
+            ),
+            (
+                "a3",
+                &[(LABEL_PROJECT, "other")],
+                "compose project \"other\" and the watched compose project is \"shop\"",
+            ),
+            ("a4", &[], "no compose project and has no medic.enable=true"),
+        ];
+        for (id, l, expected) in cases {
+            let why = scope.why_not(id, &labels(l)).unwrap();
+            assert!(why.contains(expected), "{id} {l:?}: {why}");
         }
     }
 

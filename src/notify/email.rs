@@ -168,7 +168,7 @@ pub struct MailSettings {
 impl MailSettings {
     /// Reads mail settings from the process environment; see [`MailSettings::from_vars`].
     pub fn from_env() -> Result<Option<MailSettings>, ConfigError> {
-        MailSettings::from_vars(&std::env::vars().collect())
+        MailSettings::from_vars(&crate::config::environment()?)
     }
 
     /// Reads mail settings from a map of variables. `Ok(None)` when `MAIL_SERVER` is unset:

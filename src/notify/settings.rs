@@ -87,7 +87,7 @@ pub struct NotifySettings {
 impl NotifySettings {
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<NotifySettings, ConfigError> {
-        NotifySettings::from_vars(&std::env::vars().collect())
+        NotifySettings::from_vars(&crate::config::environment()?)
     }
 
     /// Reads the settings from a map of variables.

@@ -2,11 +2,16 @@
 //! and passes when it exits 0. The container is named directly, or found as a running container
 //! of a compose service by the `com.docker.compose.service` label (never by its name, which
 //! differs between compose v1 and v2).
+//!
+//! Either way the container must be in medic's scope ([`crate::docker::scope::Scope`]): a
+//! container of another project, one without a label, or medic's own container is refused
+//! with a failure naming it and why, before any command is created. Every `exec` run (labels,
+//! the file, the admin API, `medic probe`) goes through [`run`], so this is the one check.
 
 use std::collections::HashMap;
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::query_parameters::ListContainersOptions;
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use futures_util::StreamExt;
 
 use super::http::snippet;
@@ -25,10 +30,33 @@ pub(crate) async fn run(
     let docker = ctx.docker.as_ref().ok_or_else(|| {
         Failure::new("no Docker client: mount /var/run/docker.sock for exec probes")
     })?;
-    let container = rec
+    let scope = ctx.scope.as_ref().ok_or_else(|| {
+        Failure::new(
+            "medic's scope is not known yet (the watched project and its own container), and \
+             exec probes run only inside it",
+        )
+    })?;
+    let (container, id) = rec
         .step("find container", async {
             match &s.target {
-                ExecTarget::Container(name) => Ok(name.clone()),
+                ExecTarget::Container(name) => {
+                    let found = docker
+                        .inspect_container(name, None::<InspectContainerOptions>)
+                        .await
+                        .map_err(|e| match e {
+                            bollard::errors::Error::DockerResponseServerError {
+                                status_code: 404,
+                                ..
+                            } => format!("no container named {name:?}"),
+                            e => format!("cannot inspect container {name:?}: {e}"),
+                        })?;
+                    let id = found.id.unwrap_or_default();
+                    let labels = found.config.and_then(|c| c.labels).unwrap_or_default();
+                    if let Some(why) = scope.why_not(&id, &labels) {
+                        return Err(out_of_scope(name, &why));
+                    }
+                    Ok((name.clone(), id))
+                }
                 ExecTarget::Service { service, project } => {
                     let mut labels = vec![format!("com.docker.compose.service={service}")];
                     if let Some(project) = project.as_ref().or(ctx.project.as_ref()) {
@@ -43,21 +71,31 @@ pub(crate) async fn run(
                         filters: Some(filters),
                         ..Default::default()
                     };
-                    let found = docker.list_containers(Some(options)).await.map_err(|e| {
-                        let e = engine_error(e, &endpoints::LIST_CONTAINERS, docker.timeout());
-                        format!("cannot list containers: {e}")
-                    })?;
-                    found
-                        .into_iter()
-                        .filter_map(|c| {
-                            c.names
-                                .and_then(|n| {
-                                    n.first().map(|n| n.trim_start_matches('/').to_string())
-                                })
-                                .or(c.id)
-                        })
-                        .next()
-                        .ok_or_else(|| format!("no running container of service {service:?}"))
+                    let found = docker
+                        .list_containers(Some(options))
+                        .await
+                        .map_err(|e| {
+                            let e = engine_error(e, &endpoints::LIST_CONTAINERS, docker.timeout());
+                            format!("cannot list containers: {e}")
+                        })?;
+                    let mut refused = None;
+                    for c in found {
+                        let id = c.id.unwrap_or_default();
+                        let name = c
+                            .names
+                            .and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_string()))
+                            .unwrap_or_else(|| id.clone());
+                        match scope.why_not(&id, &c.labels.unwrap_or_default()) {
+                            None => return Ok((name, id)),
+                            Some(why) => {
+                                refused.get_or_insert((name, why));
+                            }
+                        }
+                    }
+                    Err(match refused {
+                        Some((name, why)) => out_of_scope(&name, &why),
+                        None => format!("no running container of service {service:?}"),
+                    })
                 }
             }
         })
@@ -67,9 +105,11 @@ pub(crate) async fn run(
 
     let (exit_code, output) = rec
         .step("exec", async {
+            // By id, not name: a container created under the same name after the scope check
+            // must not receive the command.
             let created = docker
                 .create_exec(
-                    &container,
+                    &id,
                     CreateExecOptions {
                         attach_stdout: Some(true),
                         attach_stderr: Some(true),
@@ -121,4 +161,11 @@ pub(crate) async fn run(
     rec.detail("exit_code", exit_code);
     rec.detail("output", output);
     Ok(())
+}
+
+/// The failure for a target outside medic's scope: names the container and why.
+fn out_of_scope(container: &str, why: &str) -> String {
+    format!(
+        "refused to run the command in container {container:?}: it is outside medic's scope: {why}"
+    )
 }

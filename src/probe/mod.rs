@@ -42,10 +42,10 @@ use tracing::Instrument;
 pub(crate) use http::{describe, read_prefix, ERROR_BODY};
 pub use secret::{mask_uri, Secret, SecretUri};
 pub use spec::{
-    parse_labels, parse_yaml, AiProvider, AiSettings, ConfigOrigin, CronSchedule, DiskSettings,
-    ExecSettings, ExecTarget, GitSettings, Header, HttpSettings, MemorySettings, MongodbSettings,
-    ProbeConfigError, ProbeKind, ProbeSpec, RabbitmqSettings, Schedule, TcpSettings,
-    UploadSettings, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, LABEL_PREFIX,
+    parse_labels, parse_labels_each, parse_yaml, AiProvider, AiSettings, ConfigOrigin,
+    CronSchedule, DiskSettings, ExecSettings, ExecTarget, GitSettings, Header, HttpSettings,
+    MemorySettings, MongodbSettings, ProbeConfigError, ProbeKind, ProbeSpec, RabbitmqSettings,
+    Schedule, TcpSettings, UploadSettings, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, LABEL_PREFIX,
 };
 
 /// How bad a result is. Probes that restart are `Ok` or `Critical`; informational probes
@@ -125,6 +125,9 @@ pub struct ProbeContext {
     pub docker: Option<bollard::Docker>,
     /// The compose project medic watches; `exec` probes that name a service look there.
     pub project: Option<String>,
+    /// Which containers are medic's: `exec` probes run only in those, never in medic's own
+    /// container. Without a scope no `exec` probe runs.
+    pub scope: Option<crate::docker::scope::Scope>,
 }
 
 impl fmt::Debug for ProbeContext {
@@ -132,6 +135,7 @@ impl fmt::Debug for ProbeContext {
         f.debug_struct("ProbeContext")
             .field("docker", &self.docker.is_some())
             .field("project", &self.project)
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -156,6 +160,7 @@ impl ProbeContext {
             http,
             docker: None,
             project: None,
+            scope: None,
         }
     }
 
@@ -165,9 +170,24 @@ impl ProbeContext {
         self
     }
 
-    /// Sets the compose project `exec` probes look for services in.
+    /// Sets the compose project `exec` probes look for services in, and the scope to that
+    /// project (plus `medic.enable=true` containers), with medic's own container unknown: for
+    /// callers outside a container. Inside one, use [`ProbeContext::with_scope`].
     pub fn with_project(mut self, project: impl Into<String>) -> ProbeContext {
-        self.project = Some(project.into());
+        let project = project.into();
+        self.project = Some(project.clone());
+        self.scope = Some(crate::docker::scope::Scope {
+            project: Some(project),
+            own_id: None,
+        });
+        self
+    }
+
+    /// Sets the scope `exec` probes are confined to (and its project, where services are
+    /// looked for), as discovered by [`crate::docker::scope::discover`].
+    pub fn with_scope(mut self, scope: crate::docker::scope::Scope) -> ProbeContext {
+        self.project = scope.project.clone();
+        self.scope = Some(scope);
         self
     }
 

