@@ -71,13 +71,10 @@ pub(crate) async fn run(
                         filters: Some(filters),
                         ..Default::default()
                     };
-                    let found = docker
-                        .list_containers(Some(options))
-                        .await
-                        .map_err(|e| {
-                            let e = engine_error(e, &endpoints::LIST_CONTAINERS, docker.timeout());
-                            format!("cannot list containers: {e}")
-                        })?;
+                    let found = docker.list_containers(Some(options)).await.map_err(|e| {
+                        let e = engine_error(e, &endpoints::LIST_CONTAINERS, docker.timeout());
+                        format!("cannot list containers: {e}")
+                    })?;
                     let mut refused = None;
                     for c in found {
                         let id = c.id.unwrap_or_default();
