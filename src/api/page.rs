@@ -17,6 +17,7 @@ use super::ApiState;
 use crate::policy::Instant;
 use crate::status::{ComponentView, Level};
 use crate::store::timeline::TimelineEvent;
+use crate::store::Store;
 
 /// Hours in the history strip.
 const HOURS: usize = 24;
@@ -346,6 +347,11 @@ fn uptime(seconds: i64) -> String {
     }
 }
 
+/// What the page reads from the store: the strips' events since `since`.
+pub fn history_since(store: &Store, since: Instant) -> anyhow::Result<Vec<TimelineEvent>> {
+    store.timeline_since(since)
+}
+
 /// `GET /`.
 pub async fn status_page(State(state): State<ApiState>) -> Html<String> {
     let now = Utc::now();
@@ -353,7 +359,7 @@ pub async fn status_page(State(state): State<ApiState>) -> Html<String> {
     let events = match state.store.clone() {
         Some(store) => {
             let since = now - Duration::hours(HOURS as i64);
-            tokio::task::spawn_blocking(move || store.timeline_since(since))
+            tokio::task::spawn_blocking(move || history_since(&store, since))
                 .await
                 .ok()
                 .and_then(|r| r.ok())
