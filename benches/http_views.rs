@@ -9,8 +9,8 @@
 //! Every component is a compose service with one container and two probes (one passing, one
 //! failing with an error, as in bench/http.sh), a restart record and a check tally; each probe
 //! has run 20 times so its histogram and counters exist. The page's history comes from a real
-//! store in a temporary folder holding 24 hours of history: every failing probe recorded once a
-//! minute (the supervisor writes a `probe_failed` row for each failed run) and a restart an
+//! store in a temporary folder holding 24 hours of history: every failing probe recorded every
+//! 5 minutes (the supervisor writes a `probe_failed` row for each failed run) and a restart an
 //! hour for a tenth of the components. Each view is built the way its handler builds it, on one
 //! thread, and timed over repeated runs after a warm-up.
 
@@ -129,7 +129,7 @@ fn fill_store(store_dir: &std::path::Path, components: usize) -> usize {
                  VALUES (?1, ?2, ?3, 'probe failed', NULL)",
             )
             .unwrap();
-        for minute in 0..24 * 60 {
+        for minute in (0..24 * 60).step_by(5) {
             let at = (now - chrono::Duration::minutes(minute)).to_rfc3339();
             for i in (1..components).step_by(2) {
                 let name = format!("service-{i:04}");
@@ -209,6 +209,8 @@ fn main() {
     );
 
     let since = Utc::now() - chrono::Duration::hours(24);
+    // The page reads the store at most once per page::STRIPS_FOR; its renders reuse this.
+    let history = page::history_since(&store, since).expect("history");
     let timings = [
         time("/metrics (render)", 50, || {
             metrics::render(&status).expect("metrics").len()
@@ -218,12 +220,14 @@ fn main() {
                 .expect("json")
                 .len()
         }),
-        time("/ (store: 24 h of history)", 10, || {
+        time("/ (store read, 24 h)", 10, || {
             page::history_since(&store, since).expect("history").len()
         }),
-        time("/ (store + render)", 50, || {
-            let history = page::history_since(&store, since).expect("history");
+        time("/ (render, 100 cards)", 50, || {
             page::render(&detailed::snapshot(&status), &history, Utc::now()).len()
+        }),
+        time("/?all (render, every card)", 20, || {
+            page::render_cards(&detailed::snapshot(&status), &history, Utc::now(), None).len()
         }),
     ];
     println!("{components} components, 2 probes each (half failing); {rows} store rows in 24 h");

@@ -107,6 +107,8 @@ impl Application {
             commands: Some(commands),
             token: crate::api::token_from_env()?,
             report: Some(Arc::new(notifier)),
+            metrics_cache: Default::default(),
+            page_cache: Default::default(),
         });
         // The HTTP server gets its own runtime and threads: the supervisor's store writes are
         // synchronous and briefly hold a worker of the main runtime, which showed as a

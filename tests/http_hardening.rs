@@ -186,6 +186,28 @@ fn idle_and_keep_alive_connections_are_closed_after_the_header_timeout() {
 }
 
 #[test]
+fn a_request_head_over_16_kib_is_refused() {
+    let run = TestRun::new("bighead");
+    let medic = start(&run, &[]);
+    let addr = medic.addr();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    let padding = "a".repeat(20 * 1024);
+    // The server may close while the head is still being written.
+    let _ = write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Padding: {padding}\r\n\r\n"
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    assert_eq!(status_of(&reply), 431, "{reply}");
+    assert!(health_latency(&addr) < Duration::from_secs(1));
+}
+
+#[test]
 fn a_flood_of_idle_connections_cannot_lock_out_health() {
     allow_open_files(4096);
     let run = TestRun::new("connflood");

@@ -59,6 +59,10 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     /// Sends the daily report now; `None` until the notifiers provide it.
     pub report: Option<Arc<dyn ReportTrigger>>,
+    /// The last `/metrics` text, served again for up to a second (see [`metrics::Cache`]).
+    pub metrics_cache: Arc<metrics::Cache>,
+    /// The status page's history, reused for a few seconds (see [`page::StripCache`]).
+    pub page_cache: Arc<page::StripCache>,
 }
 
 impl ApiState {
@@ -70,6 +74,8 @@ impl ApiState {
             commands: None,
             token: None,
             report: None,
+            metrics_cache: Default::default(),
+            page_cache: Default::default(),
         }
     }
 }
