@@ -444,3 +444,37 @@ fn an_admin_body_over_the_limit_is_413_and_a_stalled_one_408() {
     assert!(reply.contains("bogus"), "{reply}");
     assert!(health_latency(&addr) < Duration::from_secs(1));
 }
+
+#[test]
+fn sigterm_stops_medic_promptly_with_idle_connections_open() {
+    let run = TestRun::new("httpstop");
+    // A long header timeout: only the graceful shutdown can close these connections quickly.
+    let mut medic = start(&run, &[("MEDIC_HTTP_HEADER_TIMEOUT", "60s")]);
+    let addr = medic.addr();
+    let mut idle: Vec<TcpStream> = (0..10)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let mut keep_alive = TcpStream::connect(&addr).unwrap();
+    write!(keep_alive, "GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = [0u8; 256];
+    keep_alive
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(keep_alive.read(&mut answer).unwrap() > 0);
+    idle.push(keep_alive);
+
+    let started = Instant::now();
+    let status = medic.terminate(Duration::from_secs(15));
+    let took = started.elapsed();
+    eprintln!("medic stopped {took:?} after SIGTERM with 11 connections open: {status:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}",
+        medic.dump()
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    for s in &mut idle {
+        s.set_nonblocking(true).unwrap();
+        assert!(closed_by_server(s));
+    }
+}
