@@ -110,6 +110,8 @@ impl Application {
             commands: Some(commands),
             token: crate::api::token_from_env()?,
             report: Some(Arc::new(notifier)),
+            metrics_cache: Default::default(),
+            page_cache: Default::default(),
         });
         // The HTTP server gets its own runtime and threads: the supervisor's store writes are
         // synchronous and briefly hold a worker of the main runtime, which showed as a
@@ -123,17 +125,12 @@ impl Application {
             .build()
             .context("cannot start the HTTP server's runtime")?;
         let stop = shutdown.clone();
+        let http = settings.http;
         tracker.spawn_blocking(move || {
             http_runtime.block_on(async move {
-                let served = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => axum::serve(listener, app)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "the HTTP server failed");
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => crate::api::server::serve(listener, app, http, stop).await,
+                    Err(e) => tracing::error!(error = %e, "the HTTP server failed"),
                 }
             });
         });

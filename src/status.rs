@@ -160,6 +160,11 @@ impl Status {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// Counts changes to what the views show, so a cached rendering knows it is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// The body of `/health/detailed`, rendered by `render` only when something it shows has
     /// changed (or a second has passed, for the uptime): dashboards polling 100 components
     /// get a copy of bytes, not a fresh serialization.

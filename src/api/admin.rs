@@ -23,7 +23,7 @@ use crate::supervisor::{Command, CommandError};
 const BRAIN_WAIT: Duration = Duration::from_secs(10);
 
 /// The admin gate: 403 without a configured token, 401 without the right one.
-fn admin_gate(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn admin_gate(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.token else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

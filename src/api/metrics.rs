@@ -3,10 +3,13 @@
 //! Counters that accumulate between scrapes (probe runs and durations, alerts) live in
 //! [`crate::status::Metrics`]; everything else is derived at scrape time from the components
 //! the brain last published, so a series disappears with its probe or container. Restart totals
-//! come from the durable policy state, so they survive a restart of medic.
+//! come from the durable policy state, so they survive a restart of medic. A rendering is
+//! served again for up to [`CACHE_FOR`], so scrapes in a loop cost one rendering a second.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -218,13 +221,42 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     Ok(text)
 }
 
+/// How long a rendering of `/metrics` is served again.
+pub const CACHE_FOR: Duration = Duration::from_secs(1);
+
+/// The last rendering, the [`Status::generation`] it showed and when it was made. With 1,000 components `/metrics` is about 4 MB
+/// of text (benches/http_views.rs); Prometheus scrapes every few seconds at most, so two
+/// scrapers or a client asking in a loop get the same bytes within a second instead of each
+/// costing a full rendering. The lock is held while rendering, so concurrent requests wait for
+/// one rendering instead of making their own. A change of what the views show (a silence, a
+/// new result) makes it stale at once; only counters between two changes can be a second old.
+#[derive(Default)]
+pub struct Cache(tokio::sync::Mutex<Option<(u64, Instant, Bytes)>>);
+
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<ApiState>) -> Response {
-    match render(&state.status) {
-        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
-        Err(_) => super::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot encode the metrics",
-        ),
-    }
+    let mut cached = state.metrics_cache.0.lock().await;
+    let generation = state.status.generation();
+    let fresh = cached
+        .as_ref()
+        .filter(|(g, at, _)| *g == generation && at.elapsed() < CACHE_FOR)
+        .map(|(_, _, body)| body.clone());
+    let body = match fresh {
+        Some(body) => body,
+        None => match render(&state.status) {
+            Ok(text) => {
+                let body = Bytes::from(text);
+                *cached = Some((generation, Instant::now(), body.clone()));
+                body
+            }
+            Err(_) => {
+                return super::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot encode the metrics",
+                )
+            }
+        },
+    };
+    drop(cached);
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }

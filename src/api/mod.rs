@@ -8,13 +8,18 @@
 //! | `GET /` | [`page`]: the status page a person reads |
 //! | `POST /api/v1/...` | [`admin`]: run a probe, silence a component, send the report |
 //!
+//! The server loop with its timeouts and connection bound is [`server`]; the admin routes
+//! check the token before any body is read ([`gate`]).
+//!
 //! Handlers read what the loops published in [`Status`] (and the store, for the page's
 //! history); admin commands go to the brain over a channel, because the brain owns the state.
 
 pub mod admin;
 pub mod detailed;
+pub mod gate;
 pub mod metrics;
 pub mod page;
+pub mod server;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -54,6 +59,10 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     /// Sends the daily report now; `None` until the notifiers provide it.
     pub report: Option<Arc<dyn ReportTrigger>>,
+    /// The last `/metrics` text, served again for up to a second (see [`metrics::Cache`]).
+    pub metrics_cache: Arc<metrics::Cache>,
+    /// The status page's history, reused for a few seconds (see [`page::StripCache`]).
+    pub page_cache: Arc<page::StripCache>,
 }
 
 impl ApiState {
@@ -65,6 +74,8 @@ impl ApiState {
             commands: None,
             token: None,
             report: None,
+            metrics_cache: Default::default(),
+            page_cache: Default::default(),
         }
     }
 }
@@ -102,14 +113,22 @@ pub fn token_from_env() -> anyhow::Result<Option<Arc<str>>> {
 
 /// All routes.
 pub fn router(state: ApiState) -> Router {
+    // The gate runs before the handlers' extractors, so the token is checked before any body
+    // is read.
+    let admin = Router::new()
+        .route("/api/v1/probes/{name}/run", post(admin::run_probe))
+        .route("/api/v1/components/{name}/silence", post(admin::silence))
+        .route("/api/v1/report/send", post(admin::send_report))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gate::admin,
+        ));
     Router::new()
         .route("/", get(page::status_page))
         .route("/health", get(health))
         .route("/health/detailed", get(detailed::detailed))
         .route("/metrics", get(metrics::metrics))
-        .route("/api/v1/probes/{name}/run", post(admin::run_probe))
-        .route("/api/v1/components/{name}/silence", post(admin::silence))
-        .route("/api/v1/report/send", post(admin::send_report))
+        .merge(admin)
         .layer(axum::middleware::map_response(redact_body))
         .with_state(state)
 }

@@ -4,11 +4,16 @@
 //! offline network and on a phone; it refreshes itself every 15 s. Each component shows its
 //! status, last check, latency, restarts, silence, and a strip of the last 24 hours (one cell
 //! per hour) from the store's history and restarts.
+//!
+//! Bounded for large stacks: at most [`MAX_CARDS`] cards (those that need attention most; the
+//! other components are listed by name, `?all` shows every card), the history is grouped by
+//! hour in the store and read at most once per [`STRIPS_FOR`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::Html;
 use chrono::{Duration, Utc};
 
@@ -17,6 +22,7 @@ use super::ApiState;
 use crate::policy::Instant;
 use crate::status::{ComponentView, Level};
 use crate::store::timeline::TimelineEvent;
+use crate::store::Store;
 
 /// Hours in the history strip.
 const HOURS: usize = 24;
@@ -34,11 +40,21 @@ enum Cell {
     Failed,
 }
 
+/// The history kinds that colour a cell red.
+const FAILED_KINDS: [&str; 7] = [
+    "unhealthy",
+    "probe_failed",
+    "gave_up",
+    "restart_failed",
+    "oom",
+    "alert_critical",
+    "alert_gave_up",
+];
+
 fn kind_cell(kind: &str) -> Option<Cell> {
     match kind {
         "restart" => Some(Cell::Restarted),
-        "unhealthy" | "probe_failed" | "gave_up" | "restart_failed" | "oom" | "alert_critical"
-        | "alert_gave_up" => Some(Cell::Failed),
+        kind if FAILED_KINDS.contains(&kind) => Some(Cell::Failed),
         _ => None,
     }
 }
@@ -137,19 +153,50 @@ dt{color:#5f6b7a}dd{margin:0;word-break:break-word}
 .legend{font-size:13px;color:#5f6b7a;margin:14px 4px}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin:0 4px 0 10px;vertical-align:-1px}
 .empty{background:#fff;border-radius:8px;padding:20px}
+.more{background:#fff;border-radius:8px;padding:14px 16px;margin-top:12px;box-shadow:0 1px 2px rgba(0,0,0,.12)}
+.more h2{margin:0 0 6px;font-size:18px}.more p{margin:0 0 8px;font-size:14px;color:#5f6b7a}
+.more ul{columns:14em;margin:0;padding-left:18px;font-size:14px}
+.more li{word-break:break-all}.more li.unhealthy{color:#c53030}.more li.degraded{color:#b7791f}.more li.unknown{color:#5f6b7a}
 @media (max-width:480px){header h1{font-size:19px}main{padding:8px}.grid{grid-template-columns:1fr}}
 ";
 
-/// Renders the page.
+/// Cards on the page by default. With more components, the cards go to those that need
+/// attention most (unhealthy, degraded, unknown, then by name) and the rest are listed by name:
+/// 1,000 cards made a 1.8 MB page that a phone renders slowly and nobody reads. `?all` shows
+/// every card.
+pub const MAX_CARDS: usize = 100;
+
+/// Renders the page with at most [`MAX_CARDS`] cards.
 pub fn render(detailed: &Detailed, events: &[TimelineEvent], now: Instant) -> String {
+    render_cards(detailed, events, now, Some(MAX_CARDS))
+}
+
+/// Renders the page with at most `max_cards` cards (`None`: one per component).
+pub fn render_cards(
+    detailed: &Detailed,
+    events: &[TimelineEvent],
+    now: Instant,
+    max_cards: Option<usize>,
+) -> String {
+    let mut carded: Vec<(&String, &ComponentView)> = detailed.components.iter().collect();
+    let listed = match max_cards.filter(|max| carded.len() > *max) {
+        Some(max) => {
+            carded.sort_by(|a, b| b.1.status.cmp(&a.1.status).then_with(|| a.0.cmp(b.0)));
+            let mut listed = carded.split_off(max);
+            listed.sort_by(|a, b| a.0.cmp(b.0));
+            listed
+        }
+        None => Vec::new(),
+    };
     let since = now - Duration::hours(HOURS as i64);
     let known_since = events
-        .first()
+        .iter()
         .map(|e| e.at)
+        .min()
         .unwrap_or(detailed.started_at)
         .min(detailed.started_at);
     let strips = strips(events, &detailed.components, since, known_since);
-    let mut h = String::with_capacity(8 * 1024 + 2 * 1024 * detailed.components.len());
+    let mut h = String::with_capacity(8 * 1024 + 2 * 1024 * carded.len() + 64 * listed.len());
     let title = match &detailed.project {
         Some(p) => format!("medic · {p}"),
         None => "medic".to_string(),
@@ -203,7 +250,7 @@ pub fn render(detailed: &Detailed, events: &[TimelineEvent], now: Instant) -> St
         h.push_str("<div class=\"empty\">No component is watched yet.</div>");
     }
     h.push_str("<div class=\"grid\">");
-    for (name, view) in detailed.components.iter() {
+    for (name, view) in carded {
         let level = view.status.as_str();
         let _ = write!(
             h,
@@ -328,8 +375,28 @@ pub fn render(detailed: &Detailed, events: &[TimelineEvent], now: Instant) -> St
             "</div><div class=\"axis\"><span>24 h ago</span><span>now</span></div></section>",
         );
     }
+    h.push_str("</div>");
+    if !listed.is_empty() {
+        let _ = write!(
+            h,
+            "<section class=\"more\"><h2>{} more components</h2><p>Cards show the {} that need \
+             attention most; the others by name (<a href=\"?all\">every card</a>, \
+             <code>/health/detailed</code> for everything):</p><ul>",
+            listed.len(),
+            max_cards.unwrap_or_default()
+        );
+        for (name, view) in &listed {
+            let level = view.status.as_str();
+            let _ = write!(
+                h,
+                "<li class=\"{level}\" data-component=\"{n}\" title=\"{level}\">{n}</li>",
+                n = esc(name)
+            );
+        }
+        h.push_str("</ul></section>");
+    }
     h.push_str(
-        "</div><p class=\"legend\">Last 24 hours, one cell per hour:<i style=\"background:#48bb78\"></i>ok\
+        "<p class=\"legend\">Last 24 hours, one cell per hour:<i style=\"background:#48bb78\"></i>ok\
          <i style=\"background:#ecc94b\"></i>restarted<i style=\"background:#e53e3e\"></i>failed\
          <i style=\"background:#d5d9e0\"></i>no data</p></main></body></html>",
     );
@@ -347,22 +414,56 @@ fn uptime(seconds: i64) -> String {
     }
 }
 
+/// How long the strips' history is reused. The strips have an hour's resolution and the page
+/// reloads itself every 15 s: reading the store once per reload interval, however many people
+/// watch, keeps the page's cost off the store (the supervisor writes to it) even with a long
+/// history. The current status is always live; only a new event's colour in its hour's cell
+/// can be up to 15 s late.
+pub const STRIPS_FOR: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The strips' history as last read, and when (see [`STRIPS_FOR`]).
+#[derive(Default)]
+pub struct StripCache(tokio::sync::Mutex<Option<(Instant, Arc<[TimelineEvent]>)>>);
+
+/// What the page reads from the store: the strips' events since `since`, one per component,
+/// kind and hour (grouped by the store, so a day of failures every few seconds stays small).
+pub fn history_since(store: &Store, since: Instant) -> anyhow::Result<Vec<TimelineEvent>> {
+    store.timeline_cells_since(since, &FAILED_KINDS)
+}
+
 /// `GET /`.
-pub async fn status_page(State(state): State<ApiState>) -> Html<String> {
+pub async fn status_page(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Html<String> {
     let now = Utc::now();
     let detailed = snapshot(&state.status);
     let events = match state.store.clone() {
         Some(store) => {
-            let since = now - Duration::hours(HOURS as i64);
-            tokio::task::spawn_blocking(move || store.timeline_since(since))
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .unwrap_or_default()
+            let mut cached = state.page_cache.0.lock().await;
+            match cached
+                .as_ref()
+                .filter(|(at, _)| (now - *at).to_std().is_ok_and(|age| age < STRIPS_FOR))
+            {
+                Some((_, events)) => events.clone(),
+                None => {
+                    let since = now - Duration::hours(HOURS as i64);
+                    let events: Arc<[TimelineEvent]> =
+                        tokio::task::spawn_blocking(move || history_since(&store, since))
+                            .await
+                            .ok()
+                            .and_then(|r| r.ok())
+                            .unwrap_or_default()
+                            .into();
+                    *cached = Some((now, events.clone()));
+                    events
+                }
+            }
         }
-        None => Vec::new(),
+        None => Arc::from(Vec::new()),
     };
-    Html(render(&detailed, &events, now))
+    let max_cards = (!query.contains_key("all")).then_some(MAX_CARDS);
+    Html(render_cards(&detailed, &events, now, max_cards))
 }
 
 #[cfg(test)]
@@ -375,6 +476,39 @@ mod tests {
             esc("<b>\"x\" & 'y'"),
             "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;"
         );
+    }
+
+    #[test]
+    fn past_the_cap_cards_go_to_the_worst_and_the_rest_are_listed() {
+        let status = crate::status::Status::new(std::time::Duration::from_secs(30));
+        let view = |i: usize| ComponentView {
+            name: format!("c{i:03}"),
+            status: if i % 50 == 7 {
+                Level::Unhealthy
+            } else {
+                Level::Healthy
+            },
+            consecutive_failures: 0,
+            last_check: None,
+            checks: Default::default(),
+            probes: Default::default(),
+            containers: vec![],
+            restarts: None,
+            silenced_until: None,
+        };
+        status.publish((0..150).map(|i| (format!("c{i:03}"), view(i))).collect());
+        let detailed = snapshot(&status);
+        let page = render(&detailed, &[], Utc::now());
+        assert_eq!(page.matches("<section class=\"card").count(), MAX_CARDS);
+        assert!(page.contains("50 more components"), "{page}");
+        // The three unhealthy ones (c007, c057, c107) have cards; c149 is only listed.
+        for name in ["c007", "c057", "c107"] {
+            assert!(page.contains(&format!("card unhealthy\" data-component=\"{name}\"")));
+        }
+        assert!(page.contains("<li class=\"healthy\" data-component=\"c149\""));
+        let all = render_cards(&detailed, &[], Utc::now(), None);
+        assert_eq!(all.matches("<section class=\"card").count(), 150);
+        assert!(!all.contains("more components"));
     }
 
     #[test]

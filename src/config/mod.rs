@@ -118,6 +118,26 @@ impl Default for HealingSettings {
     }
 }
 
+/// The HTTP server's limits against slow, idle and too many clients (docs/http.md, Limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `MEDIC_HTTP_HEADER_TIMEOUT`: how long a connection may take to send a whole request head,
+    /// counted from its opening or its previous answer, so it is also the keep-alive idle time.
+    pub header_timeout: Duration,
+    /// `MEDIC_HTTP_MAX_CONNECTIONS`: connections held open at once; beyond it the one that has
+    /// been silent longest is closed, so a flood of idle connections cannot lock out `/health`.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(5),
+            max_connections: 256,
+        }
+    }
+}
+
 /// Everything `medic run` needs, parsed and validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -133,6 +153,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Address of the HTTP server.
     pub listen: SocketAddr,
+    /// The HTTP server's timeouts and connection bound.
+    pub http: HttpLimits,
     /// How often every watched container is inspected, in case an event was missed.
     pub reconcile_interval: Duration,
     /// Healing policy.
@@ -180,6 +202,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_API_TOKEN_FILE",
     "MEDIC_ENGINE_TIMEOUT",
     "MEDIC_LABEL_VARIABLES",
+    "MEDIC_HTTP_HEADER_TIMEOUT",
+    "MEDIC_HTTP_MAX_CONNECTIONS",
 ];
 
 impl Settings {
@@ -240,6 +264,28 @@ impl Settings {
             })?,
             None => SocketAddr::from(([0, 0, 0, 0], 8080)),
         };
+        let http_defaults = HttpLimits::default();
+        let http = HttpLimits {
+            // Under a second would drop honest clients on a busy network; over ten minutes
+            // would let idle connections pile up for no use.
+            header_timeout: opt(get("MEDIC_HTTP_HEADER_TIMEOUT"), |var, v| {
+                let d = parse_duration(var, v)?;
+                if d < Duration::from_secs(1) || d > Duration::from_secs(600) {
+                    return Err(ConfigError::invalid(
+                        var,
+                        v,
+                        "expected a duration from 1s to 10m, e.g. 5s",
+                    ));
+                }
+                Ok(d)
+            })?
+            .unwrap_or(http_defaults.header_timeout),
+            // Below 8 one browser's parallel connections would evict each other.
+            max_connections: opt(get("MEDIC_HTTP_MAX_CONNECTIONS"), |var, v| {
+                parse_count(var, v, 8)
+            })?
+            .map_or(http_defaults.max_connections, |n| n as usize),
+        };
         let log_format = match get("MEDIC_LOG_FORMAT") {
             None => LogFormat::Text,
             Some((_, v)) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
@@ -262,6 +308,7 @@ impl Settings {
                 .map(|(_, v)| PathBuf::from(v))
                 .unwrap_or_else(|| PathBuf::from("/data")),
             listen,
+            http,
             reconcile_interval: opt(get("MEDIC_RECONCILE_INTERVAL"), |var, v| {
                 parse_at_least(var, v, MIN_RECONCILE_INTERVAL)
             })?
@@ -496,6 +543,19 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/data"));
         assert_eq!(s.log_format, LogFormat::Text);
         assert!(s.project.is_none());
+        assert_eq!(s.http.header_timeout, Duration::from_secs(5));
+        assert_eq!(s.http.max_connections, 256);
+    }
+
+    #[test]
+    fn http_limits_are_read() {
+        let s = Settings::from_vars(&vars(&[
+            ("MEDIC_HTTP_HEADER_TIMEOUT", "2s"),
+            ("MEDIC_HTTP_MAX_CONNECTIONS", "64"),
+        ]))
+        .unwrap();
+        assert_eq!(s.http.header_timeout, Duration::from_secs(2));
+        assert_eq!(s.http.max_connections, 64);
     }
 
     #[test]
@@ -534,6 +594,9 @@ mod tests {
             ("RESTART_COOLDOWN_MINUTES", "1.5"),
             ("MEDIC_LABEL_VARIABLES", "API_HOST,*"),
             ("MEDIC_API_TOKEN_FILE", "/nonexistent/medic-token"),
+            ("MEDIC_HTTP_HEADER_TIMEOUT", "100ms"),
+            ("MEDIC_HTTP_HEADER_TIMEOUT", "1h"),
+            ("MEDIC_HTTP_MAX_CONNECTIONS", "2"),
         ];
         for (var, value) in cases {
             let err = Settings::from_vars(&vars(&[(var, value)])).unwrap_err();

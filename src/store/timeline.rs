@@ -68,6 +68,52 @@ impl Store {
         Ok(out)
     }
 
+    /// The status page's strips: for each component, kind and hour-long cell since `since`
+    /// (cell 0 starts at `since`), one event in the middle of that cell. Only the kinds in
+    /// `kinds` are read, plus restarts. Grouped in SQLite, so the answer is at most
+    /// components × kinds × hours rows however many lines history holds: a failing probe
+    /// writes a line per run, and reading each of them made the page take seconds.
+    pub fn timeline_cells_since(
+        &self,
+        since: Instant,
+        kinds: &[&str],
+    ) -> anyhow::Result<Vec<TimelineEvent>> {
+        let conn = self.conn();
+        let kinds_json = serde_json::to_string(kinds)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT component, kind, CAST((julianday(at) - julianday(?1)) * 24 AS INTEGER) AS cell
+               FROM history
+              WHERE at >= ?1 AND kind IN (SELECT value FROM json_each(?2))
+              GROUP BY component, kind, cell
+             UNION ALL
+             SELECT service, 'restart', CAST((julianday(at) - julianday(?1)) * 24 AS INTEGER) AS cell
+               FROM restarts
+              WHERE at >= ?1
+              GROUP BY service, cell",
+        )?;
+        let rows = stmt.query_map(params![since.to_rfc3339(), kinds_json], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (component, kind, cell) = row?;
+            let component = match (kind.as_str(), component.rsplit_once('/')) {
+                ("restart", Some((_, service))) => service.to_string(),
+                _ => component,
+            };
+            out.push(TimelineEvent {
+                at: since + chrono::Duration::hours(cell.max(0)) + chrono::Duration::minutes(30),
+                component,
+                kind,
+            });
+        }
+        Ok(out)
+    }
+
     /// Restarts per service key since `since` (attempts, failed ones included).
     pub fn restart_counts_since(&self, since: Instant) -> anyhow::Result<HashMap<String, u32>> {
         let conn = self.conn();
@@ -160,6 +206,54 @@ mod tests {
         assert_eq!(
             store.load_silences().unwrap(),
             HashMap::from([("web".into(), t)])
+        );
+    }
+
+    #[test]
+    fn cells_fold_each_hour_of_history_into_one_event_per_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let since = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // 60 failures in the first hour (one a minute), one in the third, and noise.
+        for minute in 0..60 {
+            let at = since + Duration::minutes(minute);
+            store
+                .record_history(at, "web", "probe_failed", "x")
+                .unwrap();
+        }
+        let third = since + Duration::minutes(2 * 60 + 5);
+        store
+            .record_history(third, "web", "probe_failed", "x")
+            .unwrap();
+        store
+            .record_history(third, "web", "recovered", "x")
+            .unwrap();
+        store
+            .record_history(since - Duration::minutes(1), "web", "probe_failed", "old")
+            .unwrap();
+        store
+            .record_restart(&RestartRecord {
+                at: third,
+                service: "shop/web".into(),
+                container: "shop-web-1".into(),
+                reason: "probe".into(),
+                error: None,
+            })
+            .unwrap();
+        let mut cells: Vec<(String, String, i64)> = store
+            .timeline_cells_since(since, &["probe_failed", "unhealthy"])
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.component, e.kind, (e.at - since).num_minutes()))
+            .collect();
+        cells.sort();
+        assert_eq!(
+            cells,
+            [
+                ("web".into(), "probe_failed".into(), 30),
+                ("web".into(), "probe_failed".into(), 150),
+                ("web".into(), "restart".into(), 150),
+            ]
         );
     }
 }
