@@ -119,6 +119,12 @@ pub fn recommended_actions(alert: &Alert) -> Vec<String> {
                 "See why its healthcheck fails: docker inspect --format '{{{{json .State.Health}}}}' <container of {c}>"
             ));
         }
+        "store" => {
+            out.push("Check the free space and the mount of medic's data folder (MEDIC_DATA_DIR): df -h /data; mount | grep /data".into());
+            out.push(format!(
+                "Read medic's log for what it did meanwhile: docker compose logs --tail 200 {c}"
+            ));
+        }
         "upload" => {
             out.push(format!(
                 "Read the app's and the worker's logs: docker compose logs --tail 200 {c} worker"
