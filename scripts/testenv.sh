@@ -508,6 +508,7 @@ cmd_up() {
   ensure_mongodb
   ensure_smtp
   ensure_apt chromium fonts-dejavu-core  # tests/api.rs: the status page in headless Chromium
+  ensure_apt e2fsprogs util-linux  # tests/store_faults.rs: mkfs.ext4, mount, findmnt for disk faults
   log "up: everything is running ($((SECONDS - t0))s). Load the variables with: eval \"\$(scripts/testenv.sh env)\""
 }
 

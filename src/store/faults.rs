@@ -175,6 +175,17 @@ impl Store {
     /// `/health`). SQLite alone can keep writing into the free room of its write-ahead log for
     /// a while on a full disk, so a small file is also written and removed beside it.
     pub fn check_writable(&self) -> anyhow::Result<()> {
+        // The folder first: its error is the operating system's own ("No space left on
+        // device", "Read-only file system"), where SQLite's says "disk I/O error".
+        let probe = with_suffix(&self.path, ".write-check");
+        let written = std::fs::write(&probe, [0u8; 4096]);
+        let _ = std::fs::remove_file(&probe);
+        written.with_context(|| {
+            format!(
+                "the data folder of {} cannot take new data",
+                self.path.display()
+            )
+        })?;
         let conn = self.conn();
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS liveness (id INTEGER PRIMARY KEY, at TEXT);
@@ -182,16 +193,6 @@ impl Store {
              ON CONFLICT(id) DO UPDATE SET at = excluded.at;",
         )
         .with_context(|| format!("the state database {} is not writable", self.path.display()))?;
-        drop(conn);
-        let probe = with_suffix(&self.path, ".write-check");
-        let written = std::fs::write(&probe, [0u8; 4096]);
-        let _ = std::fs::remove_file(&probe);
-        written.with_context(|| {
-            format!(
-                "the data folder of {} cannot take new data (full or read-only?)",
-                self.path.display()
-            )
-        })?;
         Ok(())
     }
 
