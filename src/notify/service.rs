@@ -621,7 +621,8 @@ impl Delivery {
         let mut pruned_at: Option<tokio::time::Instant> = None;
         loop {
             if pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
-                // Delivered messages are kept a month, for questions like "was it sent?".
+                // Delivered messages older than a month go here at the latest; the store's hourly
+                // pruning (store::retention) drops them after a day.
                 let month_ago = self.shared.clock.now() - chrono::Duration::days(30);
                 if let Err(e) = self.shared.store.outbox_prune_sent(month_ago) {
                     warn!(error = %format!("{e:#}"), "cannot prune the outbox");
