@@ -282,6 +282,7 @@ fn view(item: &AlertItem, ctx: &RenderContext) -> ItemView {
     let check = match (a.check.as_str(), a.check_type.as_str()) {
         ("", "") => String::new(),
         ("docker", _) => "Docker HEALTHCHECK".to_string(),
+        (_, "store") => "medic's state store".to_string(),
         (name, t) => format!("probe {name} ({t})"),
     };
     ItemView {
