@@ -346,9 +346,12 @@ fn a_deleted_store_is_recreated_with_the_state_medic_holds() {
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert_eq!(state["restarts_total"], 1, "{state}");
     // And medic still heals, within that state: the cooldown holds the next restart.
+    let seen = medic.current_lines().len();
     run.break_health(&web);
     wait_for("held by the cooldown", Duration::from_secs(30), || {
-        logged(&medic, "INFO", "not restarting")
+        medic.current_lines()[seen..]
+            .iter()
+            .any(|l| l.contains("not restarting") && l.contains("\"hold\":\"cooldown\""))
     });
     assert_eq!(run.restarts(&web), 1);
 }

@@ -358,6 +358,42 @@ mod tests {
         assert!(store.reopen_if_replaced().unwrap().is_none());
     }
 
+    /// The watch reports a fault once, however many heartbeats it lasts, and its end once.
+    /// (The folder check is made to fail by a directory where its file goes: a real failing
+    /// write, without mounts; tests/store_faults.rs makes real disks full and read-only.)
+    #[test]
+    fn a_fault_is_reported_once_and_its_end_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut watch = StoreWatch::default();
+        let t = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert!(watch.step(&store, t).is_empty());
+        let blocker = dir.path().join("medic.db.write-check");
+        std::fs::create_dir(&blocker).unwrap();
+        let events = watch.step(&store, t);
+        assert!(
+            matches!(&events[..], [StoreEvent::Failed(r)] if r.contains("cannot take new data")),
+            "{events:?}"
+        );
+        assert!(store.fault_known());
+        for i in 1..5 {
+            let later = t + chrono::Duration::seconds(2 * i);
+            assert!(watch.step(&store, later).is_empty());
+            assert!(watch.fault().is_some());
+        }
+        std::fs::remove_dir(&blocker).unwrap();
+        let events = watch.step(&store, t + chrono::Duration::seconds(10));
+        assert!(
+            matches!(&events[..], [StoreEvent::Writable { since, .. }] if *since == t),
+            "{events:?}"
+        );
+        assert!(!store.fault_known());
+        assert!(watch.fault().is_none());
+        assert!(watch
+            .step(&store, t + chrono::Duration::seconds(12))
+            .is_empty());
+    }
+
     #[test]
     fn an_unrecorded_restart_is_written_later() {
         let dir = tempfile::tempdir().unwrap();
