@@ -561,6 +561,7 @@ cmd_up() {
   ensure_apt chromium fonts-dejavu-core  # tests/api.rs: the status page in headless Chromium
   ensure_podman
   ensure_apt haproxy  # tests/socket_proxy.rs: a real socket proxy (each test starts its own)
+  ensure_apt e2fsprogs util-linux  # tests/store_faults.rs: mkfs.ext4, mount, findmnt for disk faults
   log "up: everything is running ($((SECONDS - t0))s). Load the variables with: eval \"\$(scripts/testenv.sh env)\""
 }
 

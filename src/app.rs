@@ -73,6 +73,13 @@ impl Application {
             &tracker,
             shutdown.clone(),
         )?;
+        crate::store::retention::spawn_pruner(
+            store.clone(),
+            settings.retention,
+            settings.healing.budget_window,
+            &tracker,
+            shutdown.clone(),
+        );
         let commands = supervisor::spawn(
             SupervisorSettings {
                 project: settings.project.clone(),

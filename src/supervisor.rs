@@ -197,6 +197,7 @@ pub fn spawn(
         last_hold: HashMap::new(),
         event_health: HealthEvents::default(),
         tracker: tracker.clone(),
+        store_watch: Default::default(),
     };
     tracker.spawn(brain.run(rx, probe_rx, command_rx, shutdown.clone()));
     let watcher = Watcher {
@@ -452,6 +453,8 @@ struct Brain {
     /// What each container's last health event said (see [`HealthEvents`]).
     event_health: HealthEvents,
     tracker: TaskTracker,
+    /// The store's health from one heartbeat to the next.
+    store_watch: crate::store::faults::StoreWatch,
 }
 
 /// The health each container's last health event said, by container id. Podman sends an event
@@ -749,8 +752,117 @@ impl Brain {
         self.interrupted_restarts.retain(|_, until| *until > now);
         let wall = Utc::now();
         self.operator_holds.retain(|_, until| *until > wall);
+        self.watch_store();
+    }
+
+    /// Acts on the store's faults: reported at ERROR and on `/health` while they last; once the
+    /// store takes writes again (or a fresh one replaced a lost one), the state kept in memory
+    /// is written back and one email says what happened.
+    fn watch_store(&mut self) {
+        use crate::store::faults::StoreEvent;
+        let now = Utc::now();
+        for event in self.store_watch.step(&self.store, now) {
+            match event {
+                StoreEvent::Failed(reason) => error!(
+                    %reason,
+                    "the state store is not writable: healing goes on with its state kept in memory; /health answers 503 until the store takes writes again"
+                ),
+                StoreEvent::Writable { since, reason } => {
+                    let late = self.write_back_state();
+                    let down = (now - since).num_seconds();
+                    warn!(
+                        down_for_s = down,
+                        restarts_recorded_late = late,
+                        "the state store takes writes again; medic's state was written back"
+                    );
+                    self.store_alert(
+                        since,
+                        format!("the state store could not be written for {down}s: {reason}"),
+                        format!(
+                            "healing went on with medic's state kept in memory; it was written back when the store took writes again{}",
+                            recorded_late(late)
+                        ),
+                    );
+                }
+                StoreEvent::Lost(what) => {
+                    error!("{what}");
+                    let late = self.write_back_state();
+                    self.store_alert(
+                        now,
+                        what,
+                        format!(
+                            "healing goes on; medic's current state (failure counts, restart budgets, silences) was written to the fresh store{}",
+                            recorded_late(late)
+                        ),
+                    );
+                }
+            }
+        }
         self.status
-            .set_store_error(self.store.check_writable().err().map(|e| format!("{e:#}")));
+            .set_store_error(self.store_watch.fault().map(String::from));
+    }
+
+    /// Writes every service's, check's and silence's state kept in memory to the store, and the
+    /// restarts it could not record; returns how many restarts were recorded late.
+    fn write_back_state(&mut self) -> usize {
+        let mut failed = None;
+        for (service, state) in &self.services {
+            if let Err(e) = self.store.save_service(service, state) {
+                failed.get_or_insert(e);
+            }
+        }
+        for (key, state) in &self.checks {
+            if let Err(e) = self.store.save_check(key, state) {
+                failed.get_or_insert(e);
+            }
+        }
+        for (component, until) in &self.silenced {
+            if let Err(e) = self.store.save_silence(component, Some(*until)) {
+                failed.get_or_insert(e);
+            }
+        }
+        let late = match self.store.write_unrecorded_restarts() {
+            Ok(n) => n,
+            Err(e) => {
+                failed.get_or_insert(e);
+                0
+            }
+        };
+        if let Some(e) = failed {
+            error!(error = %format!("{e:#}"), "cannot write medic's state back to the store");
+        }
+        late
+    }
+
+    /// One email about the store: a CRITICAL saying what went wrong and what medic did, and
+    /// the RECOVERED that closes it, raised together so they go out as one message (the fault
+    /// is over by the time an email can be kept in the store at all).
+    fn store_alert(&self, since: Instant, error: String, action: String) {
+        let alert = |kind, status: &str, error: Option<String>, action: String, at| Alert {
+            kind,
+            component: "medic".into(),
+            check: "store".into(),
+            check_type: "store".into(),
+            status: status.into(),
+            error,
+            consecutive_failures: 0,
+            action,
+            at,
+        };
+        self.alert(alert(
+            AlertKind::Critical,
+            "state store failed",
+            Some(error),
+            action,
+            since,
+        ));
+        self.alert(alert(
+            AlertKind::Recovered,
+            "healthy",
+            None,
+            "the state store takes writes again".into(),
+            Utc::now(),
+        ));
     }
 
     fn in_scope(&self, id: &str, labels: &HashMap<String, String>) -> bool {
@@ -908,7 +1020,11 @@ impl Brain {
         let span = tracing::info_span!("probe", probe = %spec.name, component = %spec.component);
         let _enter = span.enter();
         if let Err(e) = self.store.record_check_run(&result.into()) {
-            error!(error = %format!("{e:#}"), "cannot record the probe run for the report");
+            if self.store.fault_known() {
+                debug!(error = %format!("{e:#}"), "cannot record the probe run for the report");
+            } else {
+                error!(error = %format!("{e:#}"), "cannot record the probe run for the report");
+            }
         }
         let now = Utc::now();
         self.status.metrics.probe_ran(result, report.lag);
@@ -1359,15 +1475,26 @@ impl Brain {
         }
     }
 
+    // While a store fault is known (reported at ERROR once, and on /health), each failing
+    // write logs at DEBUG: 300 probes must not turn one fault into 300 ERROR lines a second.
+    // The state stays in memory and is written back when the store works again.
     fn save_service(&self, service: &str, state: &ServiceState) {
         if let Err(e) = self.store.save_service(service, state) {
-            error!(%service, error = %format!("{e:#}"), "cannot save service state");
+            if self.store.fault_known() {
+                debug!(%service, error = %format!("{e:#}"), "cannot save service state");
+            } else {
+                error!(%service, error = %format!("{e:#}"), "cannot save service state");
+            }
         }
     }
 
     fn save_check(&self, key: &str, state: &CheckState) {
         if let Err(e) = self.store.save_check(key, state) {
-            error!(check = %key, error = %format!("{e:#}"), "cannot save check state");
+            if self.store.fault_known() {
+                debug!(check = %key, error = %format!("{e:#}"), "cannot save check state");
+            } else {
+                error!(check = %key, error = %format!("{e:#}"), "cannot save check state");
+            }
         }
     }
 
@@ -1376,8 +1503,21 @@ impl Brain {
             .store
             .record_history(Utc::now(), component, kind, message)
         {
-            error!(error = %format!("{e:#}"), "cannot record history");
+            if self.store.fault_known() {
+                debug!(error = %format!("{e:#}"), "cannot record history");
+            } else {
+                error!(error = %format!("{e:#}"), "cannot record history");
+            }
         }
+    }
+}
+
+/// `; 2 restarts made meanwhile were recorded late`, or nothing.
+fn recorded_late(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => "; 1 restart made meanwhile was recorded late".into(),
+        n => format!("; {n} restarts made meanwhile were recorded late"),
     }
 }
 
@@ -1469,7 +1609,18 @@ impl RestartTask {
             reason: self.reason.clone(),
             error: None,
         };
+        // Recorded before the call, so a crash right after still counts it against the budget.
+        // When the store cannot take it, the restart is made all the same: healing must not
+        // stop because the disk is full or read-only. The supervisor's budget in memory still
+        // counts it, and the record is written once the store works again; only a crash of
+        // medic before then forgets it.
         let row = self.store.record_restart(&record);
+        if let Err(e) = &row {
+            error!(
+                error = %format!("{e:#}"),
+                "restart not recorded: the state store failed; restarting anyway, the record is kept in memory and written when the store takes writes again"
+            );
+        }
         let reaction_ms = self
             .event_nanos
             .map(|n| (Utc::now().timestamp_nanos_opt().unwrap_or(n) - n) as f64 / 1e6);

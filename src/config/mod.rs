@@ -165,6 +165,8 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// The variables `${VAR}` in labels may read (`MEDIC_LABEL_VARIABLES`); none unless set.
     pub label_variables: LabelVariables,
+    /// How long and how much history the store keeps.
+    pub retention: crate::store::retention::Retention,
 }
 
 /// The shortest `MEDIC_RECONCILE_INTERVAL`: each reconcile lists every watched container, and
@@ -204,6 +206,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_LABEL_VARIABLES",
     "MEDIC_HTTP_HEADER_TIMEOUT",
     "MEDIC_HTTP_MAX_CONNECTIONS",
+    "MEDIC_HISTORY_RETENTION",
+    "MEDIC_HISTORY_MAX_ROWS",
 ];
 
 impl Settings {
@@ -315,6 +319,7 @@ impl Settings {
             .unwrap_or(Duration::from_secs(30)),
             healing,
             log_format,
+            retention: parse_retention(&get)?,
             config_file: probes::config_file(vars).map_err(|reason| ConfigError::Invalid {
                 var: "MEDIC_CONFIG".into(),
                 value: vars.get("MEDIC_CONFIG").cloned().unwrap_or_default(),
@@ -477,6 +482,45 @@ fn parse_count(var: &str, value: &str, min: u32) -> Result<u32, ConfigError> {
     }
 }
 
+/// The shortest retention: the daily report and the status page read the last 24 hours.
+const MIN_RETENTION: Duration = Duration::from_secs(86_400);
+/// The smallest row cap: below it a busy day would push out the hours the report reads.
+const MIN_MAX_ROWS: u64 = 1_000;
+
+fn parse_retention<'a>(
+    get: &impl Fn(&'static str) -> Option<(&'static str, &'a str)>,
+) -> Result<crate::store::retention::Retention, ConfigError> {
+    let defaults = crate::store::retention::Retention::default();
+    let keep_for = match get("MEDIC_HISTORY_RETENTION") {
+        Some((var, v)) => {
+            let d = parse_duration(var, v)?;
+            if d < MIN_RETENTION {
+                return Err(ConfigError::invalid(
+                    var,
+                    v,
+                    "must be at least 1d: the daily report and the status page read the last 24 hours",
+                ));
+            }
+            d
+        }
+        None => defaults.keep_for,
+    };
+    let max_rows = match get("MEDIC_HISTORY_MAX_ROWS") {
+        Some((var, v)) => match v.replace('_', "").parse::<u64>() {
+            Ok(n) if n >= MIN_MAX_ROWS => n,
+            _ => {
+                return Err(ConfigError::invalid(
+                    var,
+                    v,
+                    format!("expected a whole number of rows per table, at least {MIN_MAX_ROWS}"),
+                ))
+            }
+        },
+        None => defaults.max_rows,
+    };
+    Ok(crate::store::retention::Retention { keep_for, max_rows })
+}
+
 fn parse_project(var: &str, value: &str) -> Result<String, ConfigError> {
     let valid = value
         .chars()
@@ -545,6 +589,8 @@ mod tests {
         assert!(s.project.is_none());
         assert_eq!(s.http.header_timeout, Duration::from_secs(5));
         assert_eq!(s.http.max_connections, 256);
+        assert_eq!(s.retention.keep_for, Duration::from_secs(30 * 86_400));
+        assert_eq!(s.retention.max_rows, 50_000);
     }
 
     #[test]
@@ -556,6 +602,17 @@ mod tests {
         .unwrap();
         assert_eq!(s.http.header_timeout, Duration::from_secs(2));
         assert_eq!(s.http.max_connections, 64);
+    }
+
+    #[test]
+    fn retention_is_read() {
+        let s = Settings::from_vars(&vars(&[
+            ("MEDIC_HISTORY_RETENTION", "7d"),
+            ("MEDIC_HISTORY_MAX_ROWS", "50_000"),
+        ]))
+        .unwrap();
+        assert_eq!(s.retention.keep_for, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.retention.max_rows, 50_000);
     }
 
     #[test]
@@ -597,6 +654,10 @@ mod tests {
             ("MEDIC_HTTP_HEADER_TIMEOUT", "100ms"),
             ("MEDIC_HTTP_HEADER_TIMEOUT", "1h"),
             ("MEDIC_HTTP_MAX_CONNECTIONS", "2"),
+            ("MEDIC_HISTORY_RETENTION", "12h"),
+            ("MEDIC_HISTORY_RETENTION", "a month"),
+            ("MEDIC_HISTORY_MAX_ROWS", "999"),
+            ("MEDIC_HISTORY_MAX_ROWS", "lots"),
         ];
         for (var, value) in cases {
             let err = Settings::from_vars(&vars(&[(var, value)])).unwrap_err();

@@ -120,6 +120,12 @@ pub fn recommended_actions(alert: &Alert) -> Vec<String> {
                 "See why its healthcheck fails: docker inspect --format '{{{{json .State.Health}}}}' <container of {c}>"
             ));
         }
+        "store" => {
+            out.push("Check the free space and the mount of medic's data folder (MEDIC_DATA_DIR): df -h /data; mount | grep /data".into());
+            out.push(format!(
+                "Read medic's log for what it did meanwhile: docker compose logs --tail 200 {c}"
+            ));
+        }
         "upload" => {
             out.push(format!(
                 "Read the app's and the worker's logs: docker compose logs --tail 200 {c} worker"
@@ -277,6 +283,7 @@ fn view(item: &AlertItem, ctx: &RenderContext) -> ItemView {
     let check = match (a.check.as_str(), a.check_type.as_str()) {
         ("", "") => String::new(),
         ("docker", _) => "Docker HEALTHCHECK".to_string(),
+        (_, "store") => "medic's state store".to_string(),
         (name, t) => format!("probe {name} ({t})"),
     };
     ItemView {

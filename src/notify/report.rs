@@ -195,7 +195,7 @@ pub fn build_report(
                 }
             }
             if matches!(kind, "unhealthy" | "probe_failed") {
-                failures += 1;
+                failures += h.count;
                 failure_times.push(h.at);
             }
             if matches!(kind, "alert_critical" | "alert_recovered" | "alert_gave_up") {
@@ -354,10 +354,8 @@ pub fn report_from_store(
     let history = store.history_since(now - Duration::days(7))?;
     let down_before = store.last_alerts_before(from)?;
     let restarts = store.all_restarts_since(from)?;
+    // Old rows are pruned in the background (store::retention), not here.
     let runs = store.probe_runs_since(from)?;
-    if let Err(e) = store.prune_check_runs(now - Duration::days(8)) {
-        tracing::warn!(error = %format!("{e:#}"), "cannot prune old probe runs");
-    }
     // Services medic ever restarted (`project/service`) are components too.
     let mut known = known.to_vec();
     if let Ok(services) = store.load_services() {
@@ -568,6 +566,7 @@ mod tests {
             component: component.into(),
             kind: kind.into(),
             message: String::new(),
+            count: 1,
         }
     }
 

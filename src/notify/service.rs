@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::email::{Email, Mailer};
 use super::event::{Alert, AlertKind};
@@ -254,12 +254,19 @@ pub fn keep_alert(store: &Store, at: DateTime<Utc>, alert: Alert) -> Incoming {
     }
 }
 
+/// How often rounds the store could not take are tried again.
+const UNSAVED_RETRY: Duration = Duration::from_secs(2);
+
 /// Turns alerts into rounds and rounds into outbox messages.
 pub(crate) struct Rounds {
     /// Settings, store, status, clock.
     shared: Shared,
     /// Rate-limit state per component, mirrored in the store.
     limits: HashMap<String, LimitState>,
+    /// Rounds the store could not take (full, read-only, gone), with their time, committed
+    /// in order once it takes writes again: alerts raised during a store fault are late, not
+    /// lost (while medic keeps running).
+    unsaved: Vec<(DateTime<Utc>, RoundCommit)>,
 }
 
 impl Rounds {
@@ -282,7 +289,11 @@ impl Rounds {
                 error!(error = %format!("{e:#}"), "cannot read the alert limits; starting afresh")
             }
         }
-        Rounds { shared, limits }
+        Rounds {
+            shared,
+            limits,
+            unsaved: Vec::new(),
+        }
     }
 
     pub(crate) async fn run(
@@ -320,9 +331,11 @@ impl Rounds {
             let wait = reminder_due
                 .map(|due| until(self.shared.clock.now(), due))
                 .unwrap_or(Duration::from_secs(3600));
+            let retry_unsaved = !self.unsaved.is_empty();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(wait), if reminder_due.is_some() => self.reminders(),
+                _ = tokio::time::sleep(UNSAVED_RETRY), if retry_unsaved => self.commit_unsaved(),
                 first = alerts.recv() => {
                     let Some(first) = first else { return };
                     let mut batch: Vec<_> = self.keep(first, &recovered).into_iter().collect();
@@ -489,6 +502,12 @@ impl Rounds {
             }
         }
         let sent = commit.messages.len();
+        self.commit_unsaved();
+        if !self.unsaved.is_empty() {
+            // Kept in order behind the rounds the store could not take yet.
+            self.unsaved.push((now, commit));
+            return;
+        }
         match self.shared.store.commit_round(now, &commit) {
             Ok(_) => {
                 if sent > 0 {
@@ -496,7 +515,30 @@ impl Rounds {
                     self.shared.wake.notify_one();
                 }
             }
-            Err(e) => error!(error = %format!("{e:#}"), "cannot write the alerts to the outbox"),
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "cannot write the alerts to the outbox; they are kept in memory and written when the store takes writes again");
+                self.unsaved.push((now, commit));
+            }
+        }
+    }
+
+    /// Commits the rounds the store could not take, oldest first, until one fails again.
+    fn commit_unsaved(&mut self) {
+        while let Some((at, commit)) = self.unsaved.first() {
+            match self.shared.store.commit_round(*at, commit) {
+                Ok(_) => {
+                    let (_, commit) = self.unsaved.remove(0);
+                    info!(
+                        messages = commit.messages.len(),
+                        "alerts kept in memory during a store fault are in the outbox now"
+                    );
+                    self.shared.wake.notify_one();
+                }
+                Err(e) => {
+                    debug!(error = %format!("{e:#}"), "the store still cannot take the alerts");
+                    return;
+                }
+            }
         }
     }
 }
@@ -579,7 +621,8 @@ impl Delivery {
         let mut pruned_at: Option<tokio::time::Instant> = None;
         loop {
             if pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
-                // Delivered messages are kept a month, for questions like "was it sent?".
+                // Delivered messages older than a month go here at the latest; the store's hourly
+                // pruning (store::retention) drops them after a day.
                 let month_ago = self.shared.clock.now() - chrono::Duration::days(30);
                 if let Err(e) = self.shared.store.outbox_prune_sent(month_ago) {
                     warn!(error = %format!("{e:#}"), "cannot prune the outbox");

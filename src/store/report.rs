@@ -4,8 +4,8 @@
 //! failures and latency per quarter hour, and `probe_last` holds each probe's last run (its
 //! error or findings), so the report can show probe latency and the last upload, AI and git
 //! results. 300 probes every 10 s are 2.6 million runs a day; folded they are under 30,000 rows,
-//! and the report reads them without loading a day of runs into memory. Rows older than eight
-//! days are pruned when the report is built.
+//! and the report reads them without loading a day of runs into memory. Old rows are pruned in
+//! the background ([`super::retention`]).
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
@@ -95,6 +95,9 @@ pub struct HistoryRow {
     pub kind: String,
     /// What happened.
     pub message: String,
+    /// How many times: repeats of one failure within an hour are folded into one line
+    /// ([`crate::store::FOLDED_KINDS`]).
+    pub count: u32,
 }
 
 /// One synthetic probe run.
@@ -275,7 +278,7 @@ impl Store {
         let loose = (since - chrono::Duration::days(1)).to_rfc3339();
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT at, component, kind, message FROM history WHERE at >= ?1 ORDER BY id",
+            "SELECT at, component, kind, message, count FROM history WHERE at >= ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map(params![loose], |r| {
             Ok(HistoryRow {
@@ -283,6 +286,7 @@ impl Store {
                 component: r.get(1)?,
                 kind: r.get(2)?,
                 message: r.get(3)?,
+                count: r.get::<_, i64>(4)?.clamp(1, u32::MAX.into()) as u32,
             })
         })?;
         let mut out: Vec<HistoryRow> = rows.collect::<Result<_, _>>()?;

@@ -1,6 +1,8 @@
 //! What the status page and the admin API read and write beside the policy state: the last
 //! 24 hours of events per component (from `history` and `restarts`), and silences.
 //!
+//! A history line that folds repeated failures is an event at its first and at its last time.
+//!
 //! Silences live in their own table, created on first use, so they survive a restart of medic
 //! like every other decision a person made.
 
@@ -40,6 +42,8 @@ impl Store {
         let mut out = Vec::new();
         let mut stmt = conn.prepare_cached(
             "SELECT at, component, kind FROM history WHERE at >= ?1
+             UNION ALL
+             SELECT last_at, component, kind FROM history WHERE last_at >= ?1
              UNION ALL
              SELECT at, service, 'restart' FROM restarts WHERE at >= ?1
              ORDER BY 1",
