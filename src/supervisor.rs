@@ -225,6 +225,9 @@ struct Watcher {
 impl Watcher {
     async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(500);
+        // For calls that fail while the engine answers (a proxy's denial): not reset by a
+        // successful `version()`, so a refusal that lasts is asked about every 30 s at most.
+        let mut refused_backoff = Duration::from_millis(500);
         let mut was_connected = false;
         loop {
             let version = tokio::select! {
@@ -279,15 +282,15 @@ impl Watcher {
                     }
                     Err(e) => {
                         if !self.denials.report(&e) {
-                            warn!(error = %e, retry_in = %humantime::format_duration(backoff), "cannot inspect medic's own container yet; retrying");
+                            warn!(error = %e, retry_in = %humantime::format_duration(refused_backoff), "cannot inspect medic's own container yet; retrying");
                         }
                         // The engine answered, so this is no outage: wait before asking again
                         // rather than spinning on a call that keeps failing.
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(refused_backoff) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        refused_backoff = (refused_backoff * 2).min(Duration::from_secs(30));
                         continue;
                     }
                 }
@@ -304,9 +307,9 @@ impl Watcher {
                     // changes its rules, so ask again slowly instead of reconnecting hot.
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(refused_backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    refused_backoff = (refused_backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }
                 error!(error = %e, "lost the Docker engine; reconnecting");

@@ -83,3 +83,71 @@ services:
         logs()
     );
 }
+
+/// A container removed with its anonymous volumes when dropped.
+struct RemovedWithVolumes(String);
+
+impl Drop for RemovedWithVolumes {
+    fn drop(&mut self) {
+        let _ = common::docker_at(None, &["rm", "-f", "-v", &self.0]);
+    }
+}
+
+/// What `docker logs` keeps of medic's text logs: no colour codes (its stderr is no terminal),
+/// and fields as values, e.g. its own container id without Rust's `Some("…")` around it.
+#[test]
+fn docker_logs_of_medic_hold_no_escape_codes() {
+    common::build_images("medic");
+    let run = TestRun::new("plainlogs");
+    let socket_gid = std::fs::metadata("/var/run/docker.sock")
+        .expect("the Docker socket")
+        .gid()
+        .to_string();
+    let name = format!("{}-medic", run.id);
+    common::docker_ok(
+        None,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "medic.test=true",
+            "--label",
+            &format!("medic.test.run={}", run.id),
+            "--group-add",
+            &socket_gid,
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "--network",
+            "none",
+            "medic:latest",
+        ],
+    );
+    // Removed with its anonymous /data volume (TestRun's `rm -f` would leave the volume),
+    // also when the test fails.
+    let _container = RemovedWithVolumes(name.clone());
+    let logs = || {
+        let out = common::docker_at(None, &["logs", &name]);
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
+    };
+    wait_for(
+        "medic finds its own container",
+        Duration::from_secs(30),
+        || logs().contains("own_container="),
+    );
+    let text = logs();
+    assert!(
+        !text.contains("\x1b["),
+        "escape codes in docker logs:\n{text:?}"
+    );
+    let own = text
+        .split("own_container=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    assert!(
+        own.len() == 64 && own.chars().all(|c| c.is_ascii_hexdigit()),
+        "own_container is not a plain id: {own}\n{text}"
+    );
+}

@@ -356,3 +356,41 @@ fn without_events_medic_says_so_once_and_heals_from_its_reconcile() {
         .count();
     assert_eq!(events_asked, 1, "medic kept asking for denied events");
 }
+
+#[test]
+fn without_the_container_list_medic_says_so_once_and_asks_again_slowly() {
+    let allowed: Vec<String> = readme_permissions("Healing")
+        .into_iter()
+        .filter(|v| v != "CONTAINERS")
+        .collect();
+    let proxy = SocketProxy::start(&allowed);
+    let run = TestRun::new("proxynolist");
+    let medic = medic_through(&proxy, &run, &[]);
+    medic.wait_log(
+        "medic says the list is denied",
+        Duration::from_secs(30),
+        |l| {
+            l.contains("socket proxy denied GET /containers/json") && l.contains("set CONTAINERS=1")
+        },
+    );
+    let listed = || {
+        proxy
+            .denied()
+            .iter()
+            .filter(|r| r.contains("/containers/json"))
+            .count()
+    };
+    let first_denial = std::time::Instant::now();
+    // The retries back off (0.5 s doubling): give them 8 s, in which a hot loop would ask
+    // hundreds of times and the backoff about five.
+    wait_for("a few retries", Duration::from_secs(20), || listed() >= 4);
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(first_denial.elapsed()));
+    assert!(
+        listed() <= 6,
+        "{} denied lists in 8 s: medic retries hot",
+        listed()
+    );
+    assert_eq!(error_lines(&medic, "").len(), 1, "{}", medic.dump());
+    let (status, body) = http_get(&medic.addr(), "/health");
+    assert_eq!(status, 200, "{body}");
+}
