@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::mail::{mails_to, plain_dir, plain_port, unique_rcpt, wait_mails, Mail, OwnSmtp};
-use common::{free_port, state_dir, var, wait_for, Medic, TestRun};
+use common::{free_port, http_request as request, state_dir, var, wait_for, Medic, TestRun};
 
 fn count(mails: &[Mail], prefix: &str) -> usize {
     mails
@@ -54,33 +54,6 @@ fn healthy_web(run: &TestRun) -> String {
 fn start_medic(vars: &[(String, String)]) -> Medic {
     let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     Medic::start(&refs)
-}
-
-/// One HTTP request to medic, with an optional bearer token.
-fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
 }
 
 /// A container that fails past its threshold: one CRITICAL with the restart under "actions

@@ -25,7 +25,6 @@
 mod common;
 mod hostile_support;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -33,7 +32,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::mail::{mails_to, plain_dir, plain_port, unique_rcpt, Mail, OwnSmtp};
-use common::{free_port, medic_config, wait_for, Medic, TestRun};
+use common::{free_port, http_request as request, medic_config, wait_for, Medic, TestRun};
 use hostile_support::{HostileServer, Reply};
 
 /// In the `http` probe's URI password.
@@ -126,33 +125,6 @@ fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
             );
         }
     }
-}
-
-/// One HTTP request to medic, with an optional bearer token: status and body.
-fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
 }
 
 /// Runs a one-shot medic command with exactly these variables (and PATH); stdout and stderr.
