@@ -73,6 +73,12 @@ impl Application {
             &tracker,
             shutdown.clone(),
         )?;
+        crate::store::faults::spawn_integrity_check(
+            store.clone(),
+            settings.store_check_interval,
+            &tracker,
+            shutdown.clone(),
+        );
         crate::store::retention::spawn_pruner(
             store.clone(),
             settings.retention,

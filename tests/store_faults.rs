@@ -392,3 +392,62 @@ fn a_corrupt_store_is_moved_aside_and_healing_starts_anyway() {
     });
     assert_eq!(recorded_restarts(&data, &format!("{}/web", run.id)), 1);
 }
+
+#[test]
+fn a_store_turned_corrupt_while_medic_runs_is_moved_aside_and_healing_goes_on() {
+    let run = TestRun::new("store-rot");
+    let rcpt = unique_rcpt("store-rot");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut vars = mail_vars(&run, &rcpt, &data);
+    vars.push(("MEDIC_STORE_CHECK_INTERVAL".into(), "1s".into()));
+    let medic = start(&vars);
+    wait_health(&medic, 200, Duration::from_secs(10));
+    let web = healthy_web(&run);
+
+    // As after medic has run a while, the pages live in the file, not only in its log; then
+    // every byte of the file is replaced (a failing disk, a stray write) under the running
+    // medic.
+    let db = data.join("medic.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(PASSIVE);")
+        .unwrap();
+    let len = std::fs::metadata(&db).unwrap().len() as usize;
+    let garbage = b"\x00\xffrotten\x13\x37".repeat(len / 10 + 1);
+    std::fs::write(&db, &garbage).unwrap();
+
+    wait_for("the corruption found", Duration::from_secs(20), || {
+        logged(&medic, "ERROR", "found while medic runs")
+    });
+    let aside: Vec<PathBuf> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("medic.db.corrupt-")
+                && !name.ends_with("-wal")
+                && !name.ends_with("-shm")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(
+        std::fs::read(&aside[0])
+            .unwrap()
+            .starts_with(b"\x00\xffrotten"),
+        "the corrupt file is kept as it was"
+    );
+    wait_health(&medic, 200, Duration::from_secs(10));
+    let mail = store_mail(&medic, &rcpt, "found while medic runs");
+    assert!(mail.text.contains("moved aside"), "{}", mail.text);
+
+    // Healing goes on, and the fresh store records it.
+    run.break_health(&web);
+    wait_for("web restarted", Duration::from_secs(30), || {
+        run.restarts(&web) >= 1
+    });
+    wait_for("the restart recorded", Duration::from_secs(10), || {
+        recorded_restarts(&data, &format!("{}/web", run.id)) == 1
+    });
+}

@@ -167,6 +167,8 @@ pub struct Settings {
     pub label_variables: LabelVariables,
     /// How long and how much history the store keeps.
     pub retention: crate::store::retention::Retention,
+    /// How often the store file is read through for corruption (`MEDIC_STORE_CHECK_INTERVAL`).
+    pub store_check_interval: Duration,
 }
 
 /// The shortest `MEDIC_RECONCILE_INTERVAL`: each reconcile lists every watched container, and
@@ -208,6 +210,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_HTTP_MAX_CONNECTIONS",
     "MEDIC_HISTORY_RETENTION",
     "MEDIC_HISTORY_MAX_ROWS",
+    "MEDIC_STORE_CHECK_INTERVAL",
 ];
 
 impl Settings {
@@ -320,6 +323,10 @@ impl Settings {
             healing,
             log_format,
             retention: parse_retention(&get)?,
+            store_check_interval: opt(get("MEDIC_STORE_CHECK_INTERVAL"), |var, v| {
+                parse_at_least(var, v, Duration::from_secs(1))
+            })?
+            .unwrap_or(Duration::from_secs(600)),
             config_file: probes::config_file(vars).map_err(|reason| ConfigError::Invalid {
                 var: "MEDIC_CONFIG".into(),
                 value: vars.get("MEDIC_CONFIG").cloned().unwrap_or_default(),
@@ -591,6 +598,7 @@ mod tests {
         assert_eq!(s.http.max_connections, 256);
         assert_eq!(s.retention.keep_for, Duration::from_secs(30 * 86_400));
         assert_eq!(s.retention.max_rows, 50_000);
+        assert_eq!(s.store_check_interval, Duration::from_secs(600));
     }
 
     #[test]
@@ -658,6 +666,7 @@ mod tests {
             ("MEDIC_HISTORY_RETENTION", "a month"),
             ("MEDIC_HISTORY_MAX_ROWS", "999"),
             ("MEDIC_HISTORY_MAX_ROWS", "lots"),
+            ("MEDIC_STORE_CHECK_INTERVAL", "100ms"),
         ];
         for (var, value) in cases {
             let err = Settings::from_vars(&vars(&[(var, value)])).unwrap_err();

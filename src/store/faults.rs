@@ -6,6 +6,9 @@
 //! supervisor keeps its state in memory, `/health` answers 503 with the reason, and once the
 //! store works again the state is written back and an alert says what happened. The supervisor
 //! drives this from its heartbeat ([`Store::reopen_if_replaced`], [`Store::check_writable`]).
+//! A database that turns corrupt while medic runs (a failing disk, a stray write) is found by
+//! a read of every page every `MEDIC_STORE_CHECK_INTERVAL` ([`spawn_integrity_check`], off the
+//! async runtime) and moved aside at the next heartbeat like a corrupt one at start.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -121,7 +124,95 @@ fn quick_check(conn: &Connection) -> Result<(), String> {
     }
 }
 
+/// Reads every page of the file at `path` through a connection of its own, so that nothing
+/// medic's connection holds in its cache hides what is on disk. `Some(problem)` when SQLite
+/// finds it corrupt or not a database; anything else (the file missing, an I/O error) is left
+/// to the other checks, which report it in their own words.
+fn integrity_problem(path: &Path) -> Option<String> {
+    use rusqlite::OpenFlags;
+    let conn = match Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(conn) => conn,
+        Err(e) if is_corrupt(&e) => return Some(e.to_string()),
+        Err(_) => return None,
+    };
+    quick_check(&conn).err()
+}
+
+/// Every `every`, reads the store file through for corruption (off the async runtime: on a
+/// large database it takes a moment) and notes what it finds for the supervisor's next
+/// heartbeat, which moves the file aside.
+pub fn spawn_integrity_check(
+    store: std::sync::Arc<Store>,
+    every: std::time::Duration,
+    tracker: &tokio_util::task::TaskTracker,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.check_integrity()).await {
+                Ok(Some(problem)) => tracing::error!(
+                    %problem,
+                    "the state database is corrupt; it is moved aside and a fresh one started"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "the store's integrity check stopped"),
+            }
+        }
+    });
+}
+
 impl Store {
+    /// Reads the file on disk through ([`integrity_problem`]); when it is corrupt, notes it for
+    /// [`Store::replace_if_corrupt`] and returns what is wrong.
+    pub fn check_integrity(&self) -> Option<String> {
+        let problem = integrity_problem(&self.path)?;
+        *lock(&self.corrupt_found) = Some(problem.clone());
+        Some(problem)
+    }
+
+    /// When [`Store::check_integrity`] found the file corrupt: closes it, moves it aside and
+    /// starts a fresh database. Returns what happened, for the log and the alert.
+    pub fn replace_if_corrupt(&self) -> anyhow::Result<Option<String>> {
+        let Some(problem) = lock(&self.corrupt_found).take() else {
+            return Ok(None);
+        };
+        let mut opened = lock(&self.opened);
+        let mut conn = lock(&self.conn);
+        drop(std::mem::replace(&mut *conn, Connection::open_in_memory()?));
+        match open_or_move_aside(&self.path) {
+            Ok((fresh, notice)) => {
+                *conn = fresh;
+                drop(conn);
+                *opened = file_id(&self.path);
+                Ok(Some(match notice {
+                    Some(notice) => format!("found while medic runs: {notice}"),
+                    None => format!(
+                        "the state database {} read as corrupt while medic runs ({problem}) but \
+                         reads cleanly after reopening; it is kept",
+                        self.path.display()
+                    ),
+                }))
+            }
+            Err(e) => {
+                // No fresh file could be made: go on with the old one (its failing writes are
+                // reported; an in-memory stand-in would hide the fault) and try again at the
+                // next heartbeat.
+                *lock(&self.corrupt_found) = Some(problem);
+                if let Ok(old) = open_connection(&self.path) {
+                    *conn = old;
+                }
+                Err(e)
+            }
+        }
+    }
     /// What was done at open about a corrupt database, once (for the alert).
     pub fn take_corrupt_notice(&self) -> Option<String> {
         lock(&self.corrupt_notice).take()
@@ -270,7 +361,16 @@ impl StoreWatch {
         if let Some(notice) = store.take_corrupt_notice() {
             events.push(StoreEvent::Lost(notice));
         }
-        let writable = reopened.and_then(|_| store.check_writable());
+        let replaced = store.replace_if_corrupt();
+        if let Ok(Some(what)) = &replaced {
+            match &mut self.fault {
+                Some((_, reason)) => reason.push_str(&format!("; then {what}")),
+                None => events.push(StoreEvent::Lost(what.clone())),
+            }
+        }
+        let writable = reopened
+            .and(replaced.map(|_| ()))
+            .and_then(|_| store.check_writable());
         match (writable, &self.fault) {
             (Err(e), None) => {
                 let reason = format!("{e:#}");
@@ -333,6 +433,40 @@ mod tests {
         // The garbage is kept as it was.
         let kept = std::fs::read(dir.path().join(aside)).unwrap();
         assert!(kept.starts_with(b"this is not an SQLite database"));
+    }
+
+    #[test]
+    fn a_file_turned_corrupt_while_open_is_found_and_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.check_writable().unwrap();
+        assert_eq!(store.check_integrity(), None);
+        assert!(store.replace_if_corrupt().unwrap().is_none());
+        // As after medic has run a while: the pages live in the file, not only in its log.
+        store
+            .conn()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+        // A failing disk or a stray write: every byte of the file on disk replaced while
+        // medic's connection holds it open.
+        let db = dir.path().join("medic.db");
+        let len = std::fs::metadata(&db).unwrap().len() as usize;
+        std::fs::write(&db, b"garbage!".repeat(len / 8 + 1)).unwrap();
+        let problem = store.check_integrity().expect("corruption found");
+        assert!(!problem.is_empty());
+        let what = store.replace_if_corrupt().unwrap().expect("moved aside");
+        assert!(what.contains("while medic runs"), "{what}");
+        assert!(what.contains("moved aside"), "{what}");
+        assert!(store.replace_if_corrupt().unwrap().is_none());
+        store.check_writable().unwrap();
+        assert_eq!(store.check_integrity(), None);
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("medic.db.corrupt-") && !n.ends_with("-wal"))
+            .expect("the corrupt file kept");
+        let kept = std::fs::read(dir.path().join(aside)).unwrap();
+        assert!(kept.starts_with(b"garbage!"));
     }
 
     #[test]

@@ -133,6 +133,9 @@ pub struct Store {
     opened: Mutex<Option<faults::FileId>>,
     /// Set at open when a corrupt database was moved aside: what happened, for the alert.
     corrupt_notice: Mutex<Option<String>>,
+    /// Set when the periodic read-through found the file corrupt while medic runs: what was
+    /// wrong, until the next heartbeat moves it aside ([`Store::replace_if_corrupt`]).
+    corrupt_found: Mutex<Option<String>>,
     /// Restarts that could not be recorded while the store failed, written once it works again.
     unrecorded_restarts: Mutex<Vec<RestartRecord>>,
     /// True while a fault of the store is known (reported once; later write errors log less).
@@ -158,6 +161,7 @@ impl Store {
             conn: Mutex::new(conn),
             path,
             corrupt_notice: Mutex::new(notice),
+            corrupt_found: Mutex::new(None),
             unrecorded_restarts: Mutex::new(Vec::new()),
             fault_known: std::sync::atomic::AtomicBool::new(false),
         })
