@@ -69,10 +69,11 @@ else
   run clippy cargo clippy --workspace --all-targets -- -D warnings
 fi
 # cargo test, its output also kept in a log to count the results for the summary line.
+# --no-fail-fast: one failing test binary must not hide how the others fare.
 TEST_LOG="$ROOT/.testenv/logs/cargo-test.log"
 cargo_test() {
-  echo "+ cargo test --workspace ${cargo_args[*]+"${cargo_args[*]}"} -- ${test_args[*]}"
-  cargo test --workspace "${cargo_args[@]+"${cargo_args[@]}"}" -- "${test_args[@]}" 2>&1 | tee "$TEST_LOG"
+  echo "+ cargo test --workspace --no-fail-fast ${cargo_args[*]+"${cargo_args[*]}"} -- ${test_args[*]}"
+  cargo test --workspace --no-fail-fast "${cargo_args[@]+"${cargo_args[@]}"}" -- "${test_args[@]}" 2>&1 | tee "$TEST_LOG"
 }
 run test cargo_test
 

@@ -293,7 +293,7 @@ fn medic_check_talks_to_an_engine_that_refuses_apis_below_1_44() {
     let (row, code, all) = check(&socket);
     assert_eq!(code, Some(0), "{all}");
     assert!(
-        row.contains(" ok ") && row.contains("engine 29.0.0 (API 1.52)"),
+        row.contains(" ok ") && row.contains("Docker Engine 29.0.0 (API 1.52)"),
         "{row}"
     );
     assert_all_accepted(&engine, DOCKER_29);
@@ -314,7 +314,7 @@ fn medic_check_talks_to_an_engine_that_offers_only_1_41() {
     let (row, code, all) = check(&socket);
     assert_eq!(code, Some(0), "{all}");
     assert!(
-        row.contains(" ok ") && row.contains("engine 20.10.24 (API 1.41)"),
+        row.contains(" ok ") && row.contains("Docker Engine 20.10.24 (API 1.41)"),
         "{row}"
     );
     assert_all_accepted(&engine, DOCKER_20_10);
