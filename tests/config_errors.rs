@@ -6,20 +6,9 @@ mod common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::TestRun;
-
-/// Runs medic with exactly these variables (plus PATH).
-fn medic(args: &[&str], env: &[(&str, &OsStr)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
+use common::{medic_with_only as medic, TestRun};
 
 /// What the command printed: `medic check` reports on stdout (its table), the others on stderr.
 fn stderr(out: &Output) -> String {

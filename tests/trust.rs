@@ -10,11 +10,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{docker_ok, wait_for, Medic, TestRun};
+use common::{docker_ok, medic_with_only as medic, wait_for, Medic, TestRun};
 
 const MAIL_PASSWORD: &str = "mail-pw-Zq81x";
 const API_TOKEN: &str = "api-token-Kd93v";
@@ -64,14 +64,17 @@ impl Collector {
     }
 }
 
-fn medic(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medic"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .output()
+/// The result of probe `name` in `medic probe --json`'s output.
+fn probe_result(out: &Output, name: &str, text: &str) -> serde_json::Value {
+    let results: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    results
+        .as_array()
         .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no result for {name}: {text}"))
+        .clone()
 }
 
 fn output_text(out: &Output) -> String {
@@ -285,16 +288,7 @@ fn exec_probes_never_run_outside_the_scope() {
     );
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let result = |name: &str| {
-        results
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap_or_else(|| panic!("no result for {name}: {text}"))
-            .clone()
-    };
+    let result = |name: &str| probe_result(&out, name, &text);
     assert_eq!(result("inside")["ok"], true, "{text}");
     assert!(file_exists(&inside, "/tmp/ran"));
     for (probe, container, why) in [
@@ -374,17 +368,7 @@ fn exec_probes_never_run_in_medics_own_container() {
     let out = common::docker_at(None, &["exec", &own, "/medic", "probe", "--json"]);
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    let results: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
-    let result = |name: &str| {
-        results
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap_or_else(|| panic!("no result for {name}: {text}"))
-            .clone()
-    };
+    let result = |name: &str| probe_result(&out, name, &text);
     // The sibling in the same project runs: medic in its container reaches the engine.
     assert_eq!(result("sibling")["ok"], true, "{text}");
     assert!(file_exists(&sibling, "/tmp/ran"));

@@ -424,6 +424,22 @@ impl Drop for Medic {
     }
 }
 
+/// Runs the medic binary once with exactly these variables (plus `PATH`), nothing inherited
+/// from the test's own environment.
+pub fn medic_with_only<K, V>(args: &[&str], env: &[(K, V)]) -> Output
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_medic"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
 /// One HTTP/1.0 exchange with 127.0.0.1: method, path, extra headers and body; returns the
 /// status, the head in lower case, and the body.
 pub fn http_exchange(
