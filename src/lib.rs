@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backoff;
 pub mod commands;
 pub mod config;
 pub mod docker;

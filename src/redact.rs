@@ -190,6 +190,48 @@ pub fn scrub(text: &str) -> String {
     global().scrub(text)
 }
 
+/// A secret string (a password, an API key, a token-bearing header value) that never prints:
+/// `Debug`, `Display` and `Serialize` all give [`MASK`]. The one wrapper for every secret medic
+/// holds, so that masking cannot differ between the places that keep one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value and registers it (and the token after a scheme such as `Bearer `) with the
+    /// process's [`global`] set, so no output shows it.
+    pub fn new(value: impl Into<String>) -> Secret {
+        let value = value.into();
+        register(&value);
+        if let Some((_, token)) = value.trim().split_once(char::is_whitespace) {
+            register(token.trim());
+        }
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that must send it (a request header, a login).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(MASK)
+    }
+}
+
 /// The variables whose values are secrets by name. Registered at start-up
 /// ([`register_from_env`]), before anything is logged; the code that reads each one registers
 /// it again (and what its `_FILE` holds) where it reads it.

@@ -16,6 +16,8 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
 
@@ -224,10 +226,10 @@ struct Watcher {
 
 impl Watcher {
     async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         // For calls that fail while the engine answers (a proxy's denial): not reset by a
         // successful `version()`, so a refusal that lasts is asked about every 30 s at most.
-        let mut refused_backoff = Duration::from_millis(500);
+        let mut refused_backoff = backoff.clone();
         let mut was_connected = false;
         loop {
             let version = tokio::select! {
@@ -242,18 +244,18 @@ impl Watcher {
                         error: Some(e.to_string()),
                         ..self.status.docker()
                     });
+                    let delay = backoff.next_delay();
                     if !self.denials.report(&e) {
-                        warn!(error = %e, retry_in = %humantime::format_duration(backoff), "cannot reach the Docker engine; retrying");
+                        warn!(error = %e, retry_in = %humantime::format_duration(delay), "cannot reach the Docker engine; retrying");
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(delay) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }
             };
-            backoff = Duration::from_millis(500);
+            backoff.reset();
             info!(
                 engine = %version.kind,
                 version = %version.version,
@@ -281,16 +283,16 @@ impl Watcher {
                         self.scope_tx.send_replace(Some(scope));
                     }
                     Err(e) => {
+                        let delay = refused_backoff.next_delay();
                         if !self.denials.report(&e) {
-                            warn!(error = %e, retry_in = %humantime::format_duration(refused_backoff), "cannot inspect medic's own container yet; retrying");
+                            warn!(error = %e, retry_in = %humantime::format_duration(delay), "cannot inspect medic's own container yet; retrying");
                         }
                         // The engine answered, so this is no outage: wait before asking again
                         // rather than spinning on a call that keeps failing.
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(refused_backoff) => {}
+                            _ = tokio::time::sleep(delay) => {}
                         }
-                        refused_backoff = (refused_backoff * 2).min(Duration::from_secs(30));
                         continue;
                     }
                 }
@@ -305,11 +307,9 @@ impl Watcher {
                 if self.denials.report(&e) {
                     // The proxy refuses the container list: nothing heals until someone
                     // changes its rules, so ask again slowly instead of reconnecting hot.
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(refused_backoff) => {}
+                    if !refused_backoff.wait(&shutdown).await {
+                        return;
                     }
-                    refused_backoff = (refused_backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }
                 error!(error = %e, "lost the Docker engine; reconnecting");

@@ -573,8 +573,7 @@ fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> Duration {
 
 /// The wait before attempt `attempts + 1`: 2 s doubling, at most `max`.
 pub fn backoff(attempts: u32, max: Duration) -> Duration {
-    let exp = attempts.saturating_sub(1).min(20);
-    Duration::from_secs(2u64 << exp).min(max)
+    crate::backoff::Backoff::nth(Duration::from_secs(2), max, attempts)
 }
 
 /// Delivers the outbox.

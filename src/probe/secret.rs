@@ -16,45 +16,7 @@ use std::fmt;
 
 pub use crate::redact::MASK;
 
-/// A secret string: an API key, a password, a token-bearing header value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value and registers it (and the token after a scheme such as `Bearer `) with
-    /// [`crate::redact`], so no output shows it.
-    pub fn new(value: impl Into<String>) -> Secret {
-        let value = value.into();
-        crate::redact::register(&value);
-        if let Some((_, token)) = value.trim().split_once(char::is_whitespace) {
-            crate::redact::register(token.trim());
-        }
-        Secret(value)
-    }
-
-    /// The value itself, for the one place that must send it (a request header, a connect call).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({MASK})")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(MASK)
-    }
-}
-
-impl serde::Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(MASK)
-    }
-}
+pub use crate::redact::Secret;
 
 /// A connection URI that may carry a password (`mongodb://user:pass@host`, `amqp://…`).
 /// Printing it shows the URI with the password masked.
