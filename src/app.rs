@@ -107,14 +107,11 @@ impl Application {
             mirror
                 .metrics
                 .set_notifier_totals(n.alerts_sent_total, n.alerts_held_total);
+            let email = n.channel(crate::notify::email::ID);
             mirror.set_email(crate::status::EmailStatus {
-                configured: n.email.configured,
-                last_error: n
-                    .email
-                    .last_error
-                    .clone()
-                    .filter(|_| n.email.state == "failing"),
-                outbox_depth: Some(n.email.outbox_pending),
+                configured: email.configured,
+                last_error: email.last_error.filter(|_| email.state == "failing"),
+                outbox_depth: Some(email.outbox_pending),
             })
         });
         let app = crate::api::router(crate::api::ApiState {

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod policy;
 pub mod probe;
 pub mod redact;
+pub mod report;
 pub mod scheduler;
 pub mod status;
 pub mod store;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::email::{Email, Mailer};
-use super::report;
 use super::settings::NotifySettings;
+use crate::report;
 use crate::store::Store;
 
 /// The stack's name outside the daemon: `MEDIC_STACK_NAME`, else `MEDIC_PROJECT`, else `medic`.

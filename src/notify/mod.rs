@@ -1,24 +1,30 @@
-//! Telling people what happened: alert emails and webhooks with rate limits and a durable
-//! outbox, and the daily report.
+//! Telling people what happened: alerts through every configured channel (email, webhooks,
+//! ...) with rate limits and a durable outbox.
 //!
-//! Data flows one way: the supervisor raises an [`Alert`] ([`event`]); [`service`] groups the
-//! alerts of one round, asks the pure rate limit ([`limiter`]) about each, renders what passes
-//! ([`render`], [`webhook`]) and writes it to the store's outbox; its delivery loop sends from
-//! the outbox through [`email`] (SMTP) or [`webhook`] and marks each message sent only once the
-//! server took it. [`report`] builds and schedules the daily report. [`status`] is what
-//! `/health/detailed` shows about all of it. docs/alerts.md is the user's guide.
+//! Data flows one way: the supervisor raises an [`Alert`] ([`event`]); [`rounds`] groups the
+//! alerts of one round, asks the pure rate limit ([`limiter`]) about each, has every configured
+//! [`Channel`] render what passes ([`render`] shapes it) and writes it to the store's outbox;
+//! [`delivery`] sends from the outbox through the message's channel and marks each message
+//! sent only once the server took it. [`channels`] lists the channels, one file each.
+//! [`status`] is what `/health/detailed` shows about all of it. The daily report is
+//! [`crate::report`]'s. docs/alerts.md is the user's guide.
 
+pub mod channel;
+pub mod channels;
 pub mod cli;
-pub mod email;
+pub mod delivery;
 pub mod event;
 pub mod limiter;
 pub mod render;
-pub mod report;
+pub mod rounds;
 pub mod service;
 pub mod settings;
 pub mod status;
-pub mod webhook;
 
+// The paths these had before channels had a file each.
+pub use channels::{email, webhook};
+
+pub use channel::{Channel, ChannelId};
 pub use email::{Email, MailSettings, Mailer, SendError};
 pub use event::{Alert, AlertKind};
 pub use service::{

@@ -49,8 +49,11 @@ pub(crate) fn templates() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.add_template("alert.html", include_str!("templates/alert.html"))
             .expect("templates/alert.html is valid");
-        env.add_template("report.html", include_str!("templates/report.html"))
-            .expect("templates/report.html is valid");
+        env.add_template(
+            "report.html",
+            include_str!("../report/templates/report.html"),
+        )
+        .expect("templates/report.html is valid");
         env
     })
 }

@@ -1,20 +1,26 @@
 //! The notifiers' settings, read once from the environment and validated at start.
 //!
-//! The mail variables are [`MailSettings`]'s; this adds medic's own: the stack name, the time
-//! zone, the status page's address, rate limits, reminders, the report's schedule and webhooks.
-//! docs/alerts.md is the user's guide to them.
+//! Each channel reads its own variables ([`super::channels::REGISTRY`]); this adds what every
+//! channel shares: the stack name, the time zone, the status page's address, rate limits,
+//! reminders, the report's schedule and the outbox's retries. docs/alerts.md is the user's
+//! guide to them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::email::MailSettings;
+use super::channel::Channel;
+use super::channels::email::{EmailChannel, MailSettings};
+// Where they were before channels had a file each (tests and the fuzz targets name them here).
+pub use super::channels::webhook::{WebhookFormat, WebhookSettings};
 use crate::config::{parse_duration, ConfigError};
 use crate::probe::spec::CronSchedule;
 
-/// Every `MEDIC_*` variable [`NotifySettings::from_vars`] reads besides the mail ones (it also
-/// reads `TZ`, which is not medic's own and so is not listed).
+/// Every `MEDIC_*` variable [`NotifySettings::from_vars`] reads besides the channels' own
+/// ([`super::channels::variables`]; it also reads `TZ`, which is not medic's own and so is not
+/// listed).
 pub const NOTIFY_VARIABLES: &[&str] = &[
     "MEDIC_STACK_NAME",
     "MEDIC_PUBLIC_URL",
@@ -22,49 +28,20 @@ pub const NOTIFY_VARIABLES: &[&str] = &[
     "MEDIC_REMINDER_INTERVAL",
     "MEDIC_ALERT_GROUP_WINDOW",
     "MEDIC_REPORT_CRON",
-    "MEDIC_WEBHOOK_URL",
-    "MEDIC_WEBHOOK_FORMAT",
     "MEDIC_OUTBOX_RETRY_MAX",
 ];
 
 /// The daily report's schedule when `MEDIC_REPORT_CRON` is unset.
 pub const DEFAULT_REPORT_CRON: &str = "0 8 * * *";
 
-/// The body a webhook carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookFormat {
-    /// medic's own JSON: `{"stack", "alerts": [...]}`.
-    Json,
-    /// Slack's incoming-webhook shape (`text` plus `blocks`); Mattermost and Discord's
-    /// `/slack` endpoints read it too.
-    Slack,
-}
-
-/// Where webhooks go and in which shape.
-#[derive(Clone, PartialEq)]
-pub struct WebhookSettings {
-    /// `MEDIC_WEBHOOK_URL`. Treated as a secret (Slack's URLs are credentials): never logged.
-    pub url: reqwest::Url,
-    /// `MEDIC_WEBHOOK_FORMAT`.
-    pub format: WebhookFormat,
-}
-
-impl std::fmt::Debug for WebhookSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSettings")
-            .field("host", &self.url.host_str())
-            .field("format", &self.format)
-            .finish()
-    }
-}
-
 /// Everything the notifiers need, parsed and validated.
 #[derive(Debug, Clone)]
 pub struct NotifySettings {
-    /// SMTP, when `MAIL_SERVER` is set.
+    /// SMTP, when `MAIL_SERVER` is set: the email channel's settings, kept apart because the
+    /// daily report and `medic test-email` go by email only.
     pub mail: Option<MailSettings>,
-    /// Webhook, when `MEDIC_WEBHOOK_URL` is set.
-    pub webhook: Option<WebhookSettings>,
+    /// Every configured alert channel, in registry order.
+    pub channels: Vec<Arc<dyn Channel>>,
     /// `MEDIC_STACK_NAME`; when unset, the watched compose project names the stack.
     pub stack_name: Option<String>,
     /// `TZ`: the zone times are shown in and the report's cron runs in (UTC when unset).
@@ -92,12 +69,7 @@ impl NotifySettings {
 
     /// Reads the settings from a map of variables.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<NotifySettings, ConfigError> {
-        let get = |name: &'static str| {
-            vars.get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-                .map(|v| (name, v))
-        };
+        let get = |name: &'static str| var(vars, name);
         let tz = match get("TZ") {
             None => Tz::UTC,
             // The POSIX file form (`:/etc/localtime`) names no zone medic can read.
@@ -147,33 +119,6 @@ impl NotifySettings {
             }
             None => Duration::from_secs(300),
         };
-        let webhook = match get("MEDIC_WEBHOOK_URL") {
-            None => None,
-            Some((var, v)) => {
-                let url = reqwest::Url::parse(v)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| {
-                        // The URL may hold a token: show only that it is malformed.
-                        invalid(var, "***", "expected an http:// or https:// URL")
-                    })?;
-                let format = match get("MEDIC_WEBHOOK_FORMAT") {
-                    None if url.host_str() == Some("hooks.slack.com") => WebhookFormat::Slack,
-                    None => WebhookFormat::Json,
-                    Some((_, f)) if f.eq_ignore_ascii_case("json") => WebhookFormat::Json,
-                    Some((_, f)) if f.eq_ignore_ascii_case("slack") => WebhookFormat::Slack,
-                    Some((var, f)) => return Err(invalid(var, f, "expected json or slack")),
-                };
-                // The whole URL is a credential (Slack's carry their token in the path); its path
-                // and query alone too, as receivers quote what was asked.
-                crate::redact::register(url.as_str());
-                crate::redact::register(url.path().trim_matches('/'));
-                if let Some(query) = url.query() {
-                    crate::redact::register(query);
-                }
-                Some(WebhookSettings { url, format })
-            }
-        };
         let public_url = get("MEDIC_PUBLIC_URL").map(|(_, v)| v.trim_end_matches('/').to_string());
         if let Some(url) = &public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -184,9 +129,11 @@ impl NotifySettings {
                 ));
             }
         }
+        let channels = super::channels::configure(vars)?;
+        let mail = find::<EmailChannel>(&channels).map(|email| email.mailer.settings().clone());
         Ok(NotifySettings {
-            mail: MailSettings::from_vars(vars)?,
-            webhook,
+            mail,
+            channels,
             stack_name: get("MEDIC_STACK_NAME").map(|(_, v)| v.to_string()),
             tz,
             public_url,
@@ -199,13 +146,37 @@ impl NotifySettings {
     }
 }
 
+impl NotifySettings {
+    /// The configured channel of type `T`, if any.
+    pub fn channel<T: Channel>(&self) -> Option<&T> {
+        find(&self.channels)
+    }
+}
+
+fn find<T: Channel>(channels: &[Arc<dyn Channel>]) -> Option<&T> {
+    channels
+        .iter()
+        .find_map(|c| (c.as_ref() as &dyn std::any::Any).downcast_ref::<T>())
+}
+
 fn is_off(v: &str) -> bool {
     ["off", "none", "false", "0", "disabled"]
         .iter()
         .any(|o| v.eq_ignore_ascii_case(o))
 }
 
-fn invalid(var: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+/// The trimmed value of `name`, with its name, unless unset or blank.
+pub(crate) fn var<'a>(
+    vars: &'a HashMap<String, String>,
+    name: &'static str,
+) -> Option<(&'static str, &'a str)> {
+    vars.get(name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(|v| (name, v))
+}
+
+pub(crate) fn invalid(var: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         var: var.to_string(),
         value: value.to_string(),
@@ -216,6 +187,7 @@ fn invalid(var: &str, value: &str, reason: impl Into<String>) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::channels::webhook::WebhookChannel;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -227,7 +199,7 @@ mod tests {
     #[test]
     fn defaults() {
         let s = NotifySettings::from_vars(&vars(&[])).unwrap();
-        assert!(s.mail.is_none() && s.webhook.is_none());
+        assert!(s.mail.is_none() && s.channel::<WebhookChannel>().is_none());
         assert_eq!(s.tz, Tz::UTC);
         assert_eq!(s.alert_interval, Duration::from_secs(3600));
         assert_eq!(s.reminder_interval, None);
@@ -249,7 +221,7 @@ mod tests {
         assert_eq!(s.tz, chrono_tz::Europe::Berlin);
         assert_eq!(s.reminder_interval, Some(Duration::from_secs(4 * 3600)));
         assert!(s.report_cron.is_none());
-        let webhook = s.webhook.unwrap();
+        let webhook = s.channel::<WebhookChannel>().unwrap().settings.clone();
         assert_eq!(webhook.format, WebhookFormat::Slack);
         assert!(!format!("{webhook:?}").contains("secret"));
 

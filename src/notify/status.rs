@@ -1,20 +1,22 @@
-//! What the notifiers report about themselves, for `/health/detailed` and `/metrics`: whether
-//! email and webhooks are configured, the last error, the outbox's depth.
+//! What the notifiers report about themselves, for `/health/detailed` and `/metrics`: per
+//! channel (keyed by its id, every channel of the registry), whether it is configured, the last
+//! error, the outbox's depth.
 //!
 //! The notifier tasks write; HTTP handlers read a [`NotifySnapshot`] without touching the store.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::store::outbox::{Channel, OutboxDepth};
+use crate::store::outbox::{ChannelId, OutboxDepth};
 
-/// One delivery channel (email or webhook) as last seen.
+/// One delivery channel as last seen.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChannelStatus {
-    /// True when its settings are given (`MAIL_SERVER`, `MEDIC_WEBHOOK_URL`).
+    /// True when its settings are given (`MAIL_SERVER`, `MEDIC_WEBHOOK_URL`, ...).
     pub configured: bool,
     /// `not_configured`, `ok` (last delivery worked, or none tried yet) or `failing` (the last
     /// attempt failed and none succeeded since).
@@ -41,10 +43,8 @@ pub struct ChannelStatus {
 /// Everything the notifiers report, as one value.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NotifySnapshot {
-    /// SMTP.
-    pub email: ChannelStatus,
-    /// Webhooks.
-    pub webhook: ChannelStatus,
+    /// Every channel of the registry, configured or not, by id.
+    pub channels: BTreeMap<ChannelId, ChannelStatus>,
     /// Alerts written to the outbox (in an email or webhook) since medic started.
     pub alerts_sent_total: u64,
     /// Alerts the rate limit held back since medic started.
@@ -96,8 +96,8 @@ impl NotifyStatus {
         }
     }
 
-    /// A status saying which channels are configured and where they deliver.
-    pub fn new(email_target: Option<String>, webhook_target: Option<String>) -> NotifyStatus {
+    /// A status of these channels: each with where it delivers when configured, else `None`.
+    pub fn new(channels: impl IntoIterator<Item = (ChannelId, Option<String>)>) -> NotifyStatus {
         let channel = |target: Option<String>| ChannelStatus {
             configured: target.is_some(),
             state: if target.is_some() {
@@ -110,8 +110,10 @@ impl NotifyStatus {
         };
         NotifyStatus {
             channels: RwLock::new(NotifySnapshot {
-                email: channel(email_target),
-                webhook: channel(webhook_target),
+                channels: channels
+                    .into_iter()
+                    .map(|(id, target)| (id, channel(target)))
+                    .collect(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -126,20 +128,18 @@ impl NotifyStatus {
         snap
     }
 
-    /// The email channel.
-    pub fn email(&self) -> ChannelStatus {
-        self.read().email.clone()
+    /// One channel; a channel it was not told of reads as not configured.
+    pub fn channel(&self, id: ChannelId) -> ChannelStatus {
+        self.read().channel(id)
     }
 
-    /// The webhook channel.
-    pub fn webhook(&self) -> ChannelStatus {
-        self.read().webhook.clone()
-    }
-
-    /// Messages waiting in the outbox over both channels (for `/metrics`).
+    /// Messages waiting in the outbox over every channel (for `/metrics`).
     pub fn outbox_depth(&self) -> u64 {
-        let s = self.read();
-        s.email.outbox_pending + s.webhook.outbox_pending
+        self.read()
+            .channels
+            .values()
+            .map(|c| c.outbox_pending)
+            .sum()
     }
 
     pub(crate) fn add_alerts_sent(&self, n: u64) {
@@ -157,7 +157,7 @@ impl NotifyStatus {
         self.changed();
     }
 
-    pub(crate) fn set_depth(&self, channel: Channel, depth: OutboxDepth) {
+    pub(crate) fn set_depth(&self, channel: ChannelId, depth: OutboxDepth) {
         let mut s = self.write();
         let c = channel_mut(&mut s, channel);
         c.outbox_pending = depth.pending;
@@ -166,7 +166,7 @@ impl NotifyStatus {
         self.changed();
     }
 
-    pub(crate) fn delivered(&self, channel: Channel, at: DateTime<Utc>) {
+    pub(crate) fn delivered(&self, channel: ChannelId, at: DateTime<Utc>) {
         let mut s = self.write();
         let c = channel_mut(&mut s, channel);
         c.state = "ok";
@@ -176,7 +176,13 @@ impl NotifyStatus {
         self.changed();
     }
 
-    pub(crate) fn failed(&self, channel: Channel, at: DateTime<Utc>, error: &str, permanent: bool) {
+    pub(crate) fn failed(
+        &self,
+        channel: ChannelId,
+        at: DateTime<Utc>,
+        error: &str,
+        permanent: bool,
+    ) {
         let mut s = self.write();
         let c = channel_mut(&mut s, channel);
         c.state = "failing";
@@ -196,9 +202,49 @@ impl NotifyStatus {
     }
 }
 
-fn channel_mut(s: &mut NotifySnapshot, channel: Channel) -> &mut ChannelStatus {
-    match channel {
-        Channel::Email => &mut s.email,
-        Channel::Webhook => &mut s.webhook,
+fn channel_mut(s: &mut NotifySnapshot, channel: ChannelId) -> &mut ChannelStatus {
+    s.channels.entry(channel).or_insert_with(not_configured)
+}
+
+fn not_configured() -> ChannelStatus {
+    ChannelStatus {
+        state: "not_configured",
+        ..Default::default()
+    }
+}
+
+impl NotifySnapshot {
+    /// One channel; a channel it does not hold reads as not configured.
+    pub fn channel(&self, id: ChannelId) -> ChannelStatus {
+        self.channels
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(not_configured)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::channels::{email::ID as EMAIL, webhook::ID as WEBHOOK};
+
+    #[test]
+    fn the_status_is_a_map_keyed_by_channel() {
+        let status = NotifyStatus::new([(EMAIL, Some("mail:587".to_string())), (WEBHOOK, None)]);
+        assert_eq!(status.channel(EMAIL).state, "ok");
+        assert_eq!(status.channel(WEBHOOK).state, "not_configured");
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        status.failed(EMAIL, at, "535 no", true);
+        status.set_depth(
+            WEBHOOK,
+            OutboxDepth {
+                pending: 2,
+                ..Default::default()
+            },
+        );
+        let snap = status.snapshot();
+        assert_eq!(snap.channel(EMAIL).state, "failing");
+        assert_eq!(snap.channel(EMAIL).target.as_deref(), Some("mail:587"));
+        assert_eq!(status.outbox_depth(), 2);
     }
 }

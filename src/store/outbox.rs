@@ -62,38 +62,43 @@ fn parse_stamp(text: &str) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-/// Where a message goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    /// SMTP, to `ADMIN_EMAIL`.
-    Email,
-    /// An HTTP POST to `MEDIC_WEBHOOK_URL`.
-    Webhook,
-}
+/// Where a message goes: the id of one channel of [`crate::notify::channels::REGISTRY`]
+/// (`email`, `webhook`), as stored in the `channel` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ChannelId(&'static str);
 
-impl Channel {
+impl ChannelId {
+    /// The id a channel's file declares; the registry's test checks they are unique.
+    pub(crate) const fn new(id: &'static str) -> ChannelId {
+        ChannelId(id)
+    }
+
     /// The name stored in the table.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Webhook => "webhook",
-        }
+        self.0
     }
 
-    fn parse(text: &str) -> Channel {
-        match text {
-            "webhook" => Channel::Webhook,
-            _ => Channel::Email,
-        }
+    /// The registry's channel stored as `text`. A name this medic does not know (written by a
+    /// newer medic, or by hand) is an error, never a guess: the row stays where it is.
+    pub fn parse(text: &str) -> Result<ChannelId, UnknownChannel> {
+        crate::notify::channels::known(text).ok_or_else(|| UnknownChannel(text.to_string()))
     }
 }
+
+/// An outbox row names a channel this medic does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the outbox holds a message for the channel \"{0}\", which this medic does not know; \
+     it is kept, not sent"
+)]
+pub struct UnknownChannel(pub String);
 
 /// A message to put into the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage {
     /// Where it goes.
-    pub channel: Channel,
+    pub channel: ChannelId,
     /// What it is: `alert`, `reminder`, `report` or `test`.
     pub kind: String,
     /// The subject (email) or a one-line summary (webhook), for logs and listings.
@@ -110,7 +115,7 @@ pub struct OutboxMessage {
     /// When it was written.
     pub created_at: DateTime<Utc>,
     /// Where it goes.
-    pub channel: Channel,
+    pub channel: ChannelId,
     /// `alert`, `reminder`, `report` or `test`.
     pub kind: String,
     /// Subject or summary.
@@ -158,7 +163,9 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxMessage> {
     Ok(OutboxMessage {
         id: r.get(0)?,
         created_at: parse_stamp(&r.get::<_, String>(1)?),
-        channel: Channel::parse(&r.get::<_, String>(2)?),
+        channel: ChannelId::parse(&r.get::<_, String>(2)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+        })?,
         kind: r.get(3)?,
         subject: r.get(4)?,
         payload: r.get(5)?,
@@ -213,6 +220,8 @@ impl Store {
         }
         let mut ids = Vec::new();
         for m in &round.messages {
+            // Refused at the door too: a message no medic could deliver is not written.
+            ChannelId::parse(m.channel.as_str())?;
             tx.execute(
                 "INSERT INTO outbox (created_at, channel, kind, subject, payload, next_attempt_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?1)",
@@ -240,7 +249,7 @@ impl Store {
     }
 
     /// The pending message of these channels that is due first (maybe in the future).
-    pub fn outbox_next(&self, channels: &[Channel]) -> anyhow::Result<Option<OutboxMessage>> {
+    pub fn outbox_next(&self, channels: &[ChannelId]) -> anyhow::Result<Option<OutboxMessage>> {
         if channels.is_empty() {
             return Ok(None);
         }
@@ -322,7 +331,7 @@ impl Store {
     /// due now (at start: the setting at fault may have been fixed). Returns how many.
     pub fn outbox_requeue_failed(
         &self,
-        channels: &[Channel],
+        channels: &[ChannelId],
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<usize> {
@@ -347,7 +356,7 @@ impl Store {
     }
 
     /// Messages per state of one channel.
-    pub fn outbox_depth(&self, channel: Channel) -> anyhow::Result<OutboxDepth> {
+    pub fn outbox_depth(&self, channel: ChannelId) -> anyhow::Result<OutboxDepth> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT state, COUNT(*) FROM outbox WHERE channel = ?1 GROUP BY state")?;
@@ -410,10 +419,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::channels::{email::ID as EMAIL, webhook::ID as WEBHOOK};
 
     fn message(subject: &str) -> NewMessage {
         NewMessage {
-            channel: Channel::Email,
+            channel: EMAIL,
             kind: "alert".into(),
             subject: subject.into(),
             payload: "{}".into(),
@@ -443,18 +453,18 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.inbox_pending().unwrap().len(), 1);
         assert_eq!(store.load_alert_limits().unwrap().len(), 1);
-        let next = store.outbox_next(&[Channel::Email]).unwrap().unwrap();
+        let next = store.outbox_next(&[EMAIL]).unwrap().unwrap();
         assert_eq!(next.subject, "one");
-        assert!(store.outbox_next(&[Channel::Webhook]).unwrap().is_none());
+        assert!(store.outbox_next(&[WEBHOOK]).unwrap().is_none());
         store
             .outbox_retry_at(next.id, 1, t + chrono::Duration::seconds(5), "down")
             .unwrap();
-        let again = store.outbox_next(&[Channel::Email]).unwrap().unwrap();
+        let again = store.outbox_next(&[EMAIL]).unwrap().unwrap();
         assert_eq!(again.attempts, 1);
         assert_eq!(again.next_attempt_at, t + chrono::Duration::seconds(5));
         store.outbox_mark_sent(next.id, t).unwrap();
-        assert!(store.outbox_next(&[Channel::Email]).unwrap().is_none());
-        let depth = store.outbox_depth(Channel::Email).unwrap();
+        assert!(store.outbox_next(&[EMAIL]).unwrap().is_none());
+        let depth = store.outbox_depth(EMAIL).unwrap();
         assert_eq!((depth.pending, depth.sent, depth.failed), (0, 1, 0));
         assert_eq!(store.outbox_prune_sent(t).unwrap(), 0);
         assert_eq!(
@@ -465,18 +475,15 @@ mod tests {
         );
         let id = store.outbox_enqueue(t, &message("two")).unwrap();
         store.outbox_mark_failed(id, 1, "535 bad password").unwrap();
-        let depth = store.outbox_depth(Channel::Email).unwrap();
+        let depth = store.outbox_depth(EMAIL).unwrap();
         assert_eq!(depth.failed, 1);
         assert_eq!(
             store
-                .outbox_requeue_failed(&[Channel::Email], t - chrono::Duration::days(1), t)
+                .outbox_requeue_failed(&[EMAIL], t - chrono::Duration::days(1), t)
                 .unwrap(),
             1
         );
-        assert_eq!(
-            store.outbox_next(&[Channel::Email]).unwrap().unwrap().id,
-            id
-        );
+        assert_eq!(store.outbox_next(&[EMAIL]).unwrap().unwrap().id, id);
         store.set_notify_meta("k", "v").unwrap();
         assert_eq!(store.notify_meta("k").unwrap().as_deref(), Some("v"));
     }
@@ -493,5 +500,37 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let elsewhere = Store::open(other.path()).unwrap();
         assert_ne!(elsewhere.outbox_identity().unwrap(), first);
+    }
+
+    /// A row naming a channel this medic does not know (a newer medic wrote it) is refused
+    /// with an error naming the channel, kept in the table, and never sent as an email.
+    #[test]
+    fn a_row_of_an_unknown_channel_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        store
+            .conn()
+            .execute(
+                "INSERT INTO outbox (created_at, channel, kind, subject, payload, next_attempt_at)
+                 VALUES (?1, 'pager', 'alert', 'x', '{}', ?1)",
+                params![stamp(t)],
+            )
+            .unwrap();
+        let id = store.conn().last_insert_rowid();
+        let err = store.outbox_get(id).unwrap_err();
+        assert!(format!("{err:#}").contains("\"pager\""), "{err:#}");
+        assert!(store.outbox_next(&[EMAIL, WEBHOOK]).unwrap().is_none());
+        let kept: i64 = store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE channel = 'pager'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, 1);
+        assert!(ChannelId::parse("pager").is_err());
+        assert_eq!(ChannelId::parse("email"), Ok(EMAIL));
     }
 }

@@ -289,7 +289,7 @@ pub fn spawn_pruner(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::outbox::{Channel, NewMessage};
+    use crate::store::outbox::NewMessage;
     use crate::store::report::CheckRun;
     use crate::store::RestartRecord;
     use chrono::TimeZone;
@@ -379,7 +379,7 @@ mod tests {
                         .outbox_enqueue(
                             start,
                             &NewMessage {
-                                channel: Channel::Email,
+                                channel: crate::notify::email::ID,
                                 kind: "alert".into(),
                                 subject: format!("🚨 CRITICAL: service-{s:03} failure - shop"),
                                 // About the size of a real alert email (HTML and text).
@@ -466,7 +466,7 @@ mod tests {
             max_rows: 1_000,
         };
         let message = |subject: &str| NewMessage {
-            channel: Channel::Email,
+            channel: crate::notify::email::ID,
             kind: "alert".into(),
             subject: subject.into(),
             payload: "{}".into(),

@@ -1,15 +1,132 @@
-//! Webhooks (`MEDIC_WEBHOOK_URL`): the same rounds of alerts as the emails, as a generic JSON
-//! body or Slack's incoming-webhook shape, through the same rate limits and outbox.
+//! The webhook channel (`MEDIC_WEBHOOK_URL`): the same rounds of alerts as the emails, as a
+//! generic JSON body or Slack's incoming-webhook shape, through the same rate limits and outbox.
 //!
 //! The URL is treated as a secret (Slack's carry their token in the path): errors name only its
 //! host.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::render::{local_time, recommended_actions, AlertItem, RenderContext};
-use super::settings::{WebhookFormat, WebhookSettings};
+use super::Kind;
+use crate::config::ConfigError;
+use crate::notify::channel::{Channel, ChannelId, Failure, Outgoing, Payload};
+use crate::notify::render::{local_time, recommended_actions, AlertItem, RenderContext};
+use crate::notify::settings::{invalid, var};
+
+/// The webhook channel's id in the outbox.
+pub const ID: ChannelId = ChannelId::new("webhook");
+
+/// The registry's entry.
+pub const KIND: Kind = Kind {
+    id: ID,
+    variables: &["MEDIC_WEBHOOK_URL", "MEDIC_WEBHOOK_FORMAT"],
+    configure,
+};
+
+/// The body a webhook carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// medic's own JSON: `{"stack", "alerts": [...]}`.
+    Json,
+    /// Slack's incoming-webhook shape (`text` plus `blocks`); Mattermost and Discord's
+    /// `/slack` endpoints read it too.
+    Slack,
+}
+
+/// Where webhooks go and in which shape.
+#[derive(Clone, PartialEq)]
+pub struct WebhookSettings {
+    /// `MEDIC_WEBHOOK_URL`. Treated as a secret (Slack's URLs are credentials): never logged.
+    pub url: reqwest::Url,
+    /// `MEDIC_WEBHOOK_FORMAT`.
+    pub format: WebhookFormat,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("host", &self.url.host_str())
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+impl WebhookSettings {
+    /// Reads `MEDIC_WEBHOOK_URL` and `MEDIC_WEBHOOK_FORMAT`; `None` when no URL is set.
+    pub fn from_vars(
+        vars: &HashMap<String, String>,
+    ) -> Result<Option<WebhookSettings>, ConfigError> {
+        let Some((name, v)) = var(vars, "MEDIC_WEBHOOK_URL") else {
+            return Ok(None);
+        };
+        let url = reqwest::Url::parse(v)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                // The URL may hold a token: show only that it is malformed.
+                invalid(name, "***", "expected an http:// or https:// URL")
+            })?;
+        let format = match var(vars, "MEDIC_WEBHOOK_FORMAT") {
+            None if url.host_str() == Some("hooks.slack.com") => WebhookFormat::Slack,
+            None => WebhookFormat::Json,
+            Some((_, f)) if f.eq_ignore_ascii_case("json") => WebhookFormat::Json,
+            Some((_, f)) if f.eq_ignore_ascii_case("slack") => WebhookFormat::Slack,
+            Some((name, f)) => return Err(invalid(name, f, "expected json or slack")),
+        };
+        // The whole URL is a credential (Slack's carry their token in the path); its path
+        // and query alone too, as receivers quote what was asked.
+        crate::redact::register(url.as_str());
+        crate::redact::register(url.path().trim_matches('/'));
+        if let Some(query) = url.query() {
+            crate::redact::register(query);
+        }
+        Ok(Some(WebhookSettings { url, format }))
+    }
+}
+
+/// Posts to one webhook.
+#[derive(Debug, Clone)]
+pub struct WebhookChannel {
+    /// Where and in which shape.
+    pub settings: WebhookSettings,
+}
+
+fn configure(vars: &HashMap<String, String>) -> Result<Option<Arc<dyn Channel>>, ConfigError> {
+    Ok(WebhookSettings::from_vars(vars)?
+        .map(|settings| Arc::new(WebhookChannel { settings }) as Arc<dyn Channel>))
+}
+
+impl Channel for WebhookChannel {
+    fn id(&self) -> ChannelId {
+        ID
+    }
+
+    fn target(&self) -> String {
+        self.settings.url.host_str().unwrap_or("?").to_string()
+    }
+
+    fn render(&self, items: &[AlertItem], ctx: &RenderContext) -> Payload {
+        Payload {
+            subject: crate::notify::render::subject(items, &ctx.stack),
+            body: body(items, ctx, self.settings.format).to_string(),
+        }
+    }
+
+    fn deliver<'a>(&'a self, message: Outgoing<'a>) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let key = message
+                .identity
+                .map(|identity| format!("medic-{identity}-{}", message.id));
+            post(super::http(), &self.settings, message.body, key.as_deref())
+                .await
+                .map_err(|e| Failure::new(e.to_string(), e.transient))
+        })
+    }
+}
 
 /// Why a webhook was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +142,7 @@ pub struct WebhookError {
 
 /// The body for one round of alerts, in the configured format.
 pub fn body(items: &[AlertItem], ctx: &RenderContext, format: WebhookFormat) -> Value {
-    let subject = super::render::subject(items, &ctx.stack);
+    let subject = crate::notify::render::subject(items, &ctx.stack);
     match format {
         WebhookFormat::Json => json!({
             "source": "medic",

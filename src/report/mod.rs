@@ -4,7 +4,10 @@
 //!
 //! Building the report is a pure function of rows read from the store ([`build_report`]), and
 //! its schedule a pure function of the time ([`next_report_after`]), so both are tested without
-//! a database clock or a real wait.
+//! a database clock or a real wait. [`schedule`] is the task that sends it when due.
+//!
+//! It sits beside the notifier rather than in it: it reads the store's history and hands an
+//! email to the notifier's outbox, like any other sender.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,11 +15,13 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use super::email::Email;
-use super::render::{local_time, short_duration, templates};
+use crate::notify::email::Email;
+use crate::notify::render::{local_time, short_duration, templates};
 use crate::probe::spec::CronSchedule;
 use crate::store::report::{HistoryRow, ProbeRuns};
 use crate::store::{RestartRecord, Store};
+
+pub mod schedule;
 
 /// The first time strictly after `now` that `cron` fires, reading the cron in `tz`
 /// (`0 8 * * *` with `TZ=Europe/Berlin` is 08:00 Berlin time, summer or winter).
