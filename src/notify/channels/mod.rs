@@ -13,6 +13,9 @@ use crate::config::ConfigError;
 pub mod email;
 pub mod webhook;
 
+/// How a kind of channel is set up from the variables: `Ok(None)` when not configured.
+pub type Configure = fn(&HashMap<String, String>) -> Result<Option<Arc<dyn Channel>>, ConfigError>;
+
 /// One kind of channel: its id, the variables it reads, and how it is set up from them.
 pub struct Kind {
     /// The id the outbox stores (`email`, `webhook`).
@@ -20,7 +23,7 @@ pub struct Kind {
     /// Every variable `configure` reads, so a typo of one can be pointed out.
     pub variables: &'static [&'static str],
     /// Reads and validates the channel's settings; `Ok(None)` when it is not configured.
-    pub configure: fn(&HashMap<String, String>) -> Result<Option<Arc<dyn Channel>>, ConfigError>,
+    pub configure: Configure,
 }
 
 /// The channels, in the order a round's messages are written (email first, as before).
