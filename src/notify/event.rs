@@ -43,3 +43,21 @@ pub struct Alert {
     /// When it happened.
     pub at: DateTime<Utc>,
 }
+
+#[cfg(test)]
+impl Alert {
+    /// A CRITICAL-shaped alert about `web`'s Docker health check, for tests.
+    pub(crate) fn sample(kind: AlertKind, at: DateTime<Utc>, action: &str) -> Alert {
+        Alert {
+            kind,
+            component: "web".into(),
+            check: "docker".into(),
+            check_type: "docker".into(),
+            status: "unhealthy".into(),
+            error: Some("down".into()),
+            consecutive_failures: 1,
+            action: action.into(),
+            at,
+        }
+    }
+}

@@ -211,17 +211,7 @@ mod tests {
     use super::*;
 
     fn alert(kind: AlertKind, at: DateTime<Utc>) -> Alert {
-        Alert {
-            kind,
-            component: "web".into(),
-            check: "docker".into(),
-            check_type: "docker".into(),
-            status: "unhealthy".into(),
-            error: Some("down".into()),
-            consecutive_failures: 1,
-            action: "restarted web".into(),
-            at,
-        }
+        Alert::sample(kind, at, "restarted web")
     }
 
     const HOUR: Duration = Duration::from_secs(3600);

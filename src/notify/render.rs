@@ -47,6 +47,10 @@ pub(crate) fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        env.add_template("header.html", include_str!("templates/header.html"))
+            .expect("templates/header.html is valid");
+        env.add_template("footer.html", include_str!("templates/footer.html"))
+            .expect("templates/footer.html is valid");
         env.add_template("alert.html", include_str!("templates/alert.html"))
             .expect("templates/alert.html is valid");
         env.add_template(
@@ -358,20 +362,32 @@ pub fn alert_email(items: &[AlertItem], ctx: &RenderContext) -> Email {
         ctx.tz,
         env!("CARGO_PKG_VERSION")
     ));
+    let context = minijinja::context! {
+        subject => &subject,
+        stack => &ctx.stack,
+        items => &views,
+        public_url => &ctx.public_url,
+        tz => ctx.tz.name(),
+        version => env!("CARGO_PKG_VERSION"),
+    };
+    html_email(subject, text, "alert.html", "alert", context)
+}
+
+/// An email with the HTML of `template` rendered from `context` beside `text`; text only when
+/// the template cannot render (logged, naming `what` the email is): a template bug must not
+/// stop the message.
+pub(crate) fn html_email(
+    subject: String,
+    text: String,
+    template: &str,
+    what: &str,
+    context: minijinja::Value,
+) -> Email {
     let html = templates()
-        .get_template("alert.html")
-        .and_then(|t| {
-            t.render(minijinja::context! {
-                subject => &subject,
-                stack => &ctx.stack,
-                items => &views,
-                public_url => &ctx.public_url,
-                tz => ctx.tz.name(),
-                version => env!("CARGO_PKG_VERSION"),
-            })
-        })
+        .get_template(template)
+        .and_then(|t| t.render(context))
         .map_err(
-            |e| tracing::error!(error = %e, "cannot render the alert's HTML; sending text only"),
+            |e| tracing::error!(error = %e, "cannot render the {what}'s HTML; sending text only"),
         )
         .ok();
     Email {

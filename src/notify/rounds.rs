@@ -340,17 +340,38 @@ mod tests {
     use crate::notify::{Clock, TokioClock};
     use crate::store::Store;
 
-    /// Two components failing within one group window: one email naming both.
-    #[tokio::test(start_paused = true)]
-    async fn alerts_of_one_round_make_one_email() {
+    /// A rounds task running on a fresh store, with tokio's clock at 2026-11-22 10:00 UTC:
+    /// the store's folder, the store, that time, the clock, the alerts' sender, the stop
+    /// button and the task.
+    type Running = (
+        tempfile::TempDir,
+        Arc<Store>,
+        DateTime<Utc>,
+        Arc<TokioClock>,
+        mpsc::Sender<Incoming>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    );
+
+    /// Starts rounds with these settings, after `before` had the store (e.g. to leave an
+    /// alert in the inbox as a crash would).
+    fn start(pairs: &[(&str, &str)], before: impl FnOnce(&Store, DateTime<Utc>)) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        before(&store, t0);
         let clock = Arc::new(TokioClock::starting_at(t0));
-        let rounds = Rounds::new(shared(store.clone(), settings(&[]), clock.clone()));
+        let rounds = Rounds::new(shared(store.clone(), settings(pairs), clock.clone()));
         let (tx, rx) = mpsc::channel(16);
         let stop = CancellationToken::new();
         let task = tokio::spawn(rounds.run(rx, stop.clone()));
+        (dir, store, t0, clock, tx, stop, task)
+    }
+
+    /// Two components failing within one group window: one email naming both.
+    #[tokio::test(start_paused = true)]
+    async fn alerts_of_one_round_make_one_email() {
+        let (_dir, store, t0, clock, tx, stop, task) = start(&[], |_, _| {});
         tx.send(alert(AlertKind::Critical, "web", t0).into())
             .await
             .unwrap();
@@ -376,14 +397,7 @@ mod tests {
     /// hours sends two CRITICAL emails; the second counts what was held back.
     #[tokio::test(start_paused = true)]
     async fn flapping_for_two_simulated_hours_sends_two_criticals() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
-        let clock = Arc::new(TokioClock::starting_at(t0));
-        let rounds = Rounds::new(shared(store.clone(), settings(&[]), clock.clone()));
-        let (tx, rx) = mpsc::channel(16);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(rounds.run(rx, stop.clone()));
+        let (_dir, store, t0, clock, tx, stop, task) = start(&[], |_, _| {});
         for step in 0..24 {
             let kind = if step % 2 == 0 {
                 AlertKind::Critical
@@ -426,18 +440,8 @@ mod tests {
     /// clock; the recovery ends the reminders.
     #[tokio::test(start_paused = true)]
     async fn reminders_repeat_an_ongoing_outage() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
-        let clock = Arc::new(TokioClock::starting_at(t0));
-        let rounds = Rounds::new(shared(
-            store.clone(),
-            settings(&[("MEDIC_REMINDER_INTERVAL", "4h")]),
-            clock.clone(),
-        ));
-        let (tx, rx) = mpsc::channel(16);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(rounds.run(rx, stop.clone()));
+        let (_dir, store, t0, clock, tx, stop, task) =
+            start(&[("MEDIC_REMINDER_INTERVAL", "4h")], |_, _| {});
         tx.send(alert(AlertKind::Critical, "web", t0).into())
             .await
             .unwrap();
@@ -471,16 +475,10 @@ mod tests {
     /// after the restart.
     #[tokio::test(start_paused = true)]
     async fn alerts_left_in_the_inbox_by_a_crash_are_sent_after_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
-        let json = serde_json::to_string(&alert(AlertKind::Critical, "web", t0)).unwrap();
-        store.inbox_push(t0, &json).unwrap();
-        let clock = Arc::new(TokioClock::starting_at(t0));
-        let rounds = Rounds::new(shared(store.clone(), settings(&[]), clock));
-        let (_tx, rx) = mpsc::channel(1);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(rounds.run(rx, stop.clone()));
+        let (_dir, store, _, _, _tx, stop, task) = start(&[], |store, t0| {
+            let json = serde_json::to_string(&alert(AlertKind::Critical, "web", t0)).unwrap();
+            store.inbox_push(t0, &json).unwrap();
+        });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(subjects(&store), vec!["🚨 CRITICAL: web failure - shop"]);
         assert!(store.inbox_pending().unwrap().is_empty());

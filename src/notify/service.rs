@@ -253,11 +253,17 @@ pub(crate) mod test_support {
     use super::*;
     use crate::notify::event::AlertKind;
 
-    pub(crate) fn settings(pairs: &[(&str, &str)]) -> NotifySettings {
-        let mut vars: HashMap<String, String> = pairs
+    /// Variables from pairs.
+    pub(crate) fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+            .collect()
+    }
+
+    /// Settings with email to a closed local port, plus `pairs`.
+    pub(crate) fn settings(pairs: &[(&str, &str)]) -> NotifySettings {
+        let mut vars = vars(pairs);
         vars.entry("MAIL_SERVER".into())
             .or_insert("127.0.0.1".into());
         vars.entry("MAIL_PORT".into()).or_insert("1".into());

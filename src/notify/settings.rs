@@ -188,13 +188,7 @@ pub(crate) fn invalid(var: &str, value: &str, reason: impl Into<String>) -> Conf
 mod tests {
     use super::*;
     use crate::notify::channels::webhook::WebhookChannel;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::notify::service::test_support::vars;
 
     #[test]
     fn defaults() {

@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::notify::email::Email;
-use crate::notify::render::{local_time, short_duration, templates};
+use crate::notify::render::{html_email, local_time, short_duration};
 use crate::probe::spec::CronSchedule;
 use crate::store::report::{HistoryRow, ProbeRuns};
 use crate::store::{RestartRecord, Store};
@@ -528,35 +528,25 @@ pub fn report_email(report: &Report, tz: Tz, public_url: Option<&str>) -> Email 
         Overall::Critical => ("#ffebee", "#b71c1c"),
     };
     let first_hour = report.from.with_timezone(&tz).format("%H:%M").to_string();
-    let html = templates()
-        .get_template("report.html")
-        .and_then(|t| {
-            t.render(minijinja::context! {
-                subject => &subject,
-                report => report,
-                overall_word => report.overall.word(),
-                emoji => report.overall.emoji(),
-                banner_bg => banner_bg,
-                banner_fg => banner_fg,
-                rows => &rows,
-                probes => &probes,
-                from => local_time(report.from, tz),
-                to => local_time(report.to, tz),
-                first_hour => first_hour,
-                uptime => format!("{:.2}%", report.average_uptime_percent),
-                public_url => public_url,
-                tz => tz.name(),
-                version => env!("CARGO_PKG_VERSION"),
-                downtime => report.components.iter().map(|c| (c.name.clone(), short_duration(Duration::seconds(c.downtime_secs)))).collect::<BTreeMap<_, _>>(),
-            })
-        })
-        .map_err(|e| tracing::error!(error = %e, "cannot render the report's HTML; sending text only"))
-        .ok();
-    Email {
-        subject,
-        text,
-        html,
-    }
+    let context = minijinja::context! {
+        subject => &subject,
+        report => report,
+        overall_word => report.overall.word(),
+        emoji => report.overall.emoji(),
+        banner_bg => banner_bg,
+        banner_fg => banner_fg,
+        rows => &rows,
+        probes => &probes,
+        from => local_time(report.from, tz),
+        to => local_time(report.to, tz),
+        first_hour => first_hour,
+        uptime => format!("{:.2}%", report.average_uptime_percent),
+        public_url => public_url,
+        tz => tz.name(),
+        version => env!("CARGO_PKG_VERSION"),
+        downtime => report.components.iter().map(|c| (c.name.clone(), short_duration(Duration::seconds(c.downtime_secs)))).collect::<BTreeMap<_, _>>(),
+    };
+    html_email(subject, text, "report.html", "report", context)
 }
 
 #[cfg(test)]

@@ -285,17 +285,11 @@ mod tests {
 
     fn items() -> Vec<AlertItem> {
         vec![AlertItem {
-            alert: Alert {
-                kind: AlertKind::Critical,
-                component: "web".into(),
-                check: "docker".into(),
-                check_type: "docker".into(),
-                status: "unhealthy".into(),
-                error: Some("down".into()),
-                consecutive_failures: 1,
-                action: "restarted shop-web-1".into(),
-                at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-            },
+            alert: Alert::sample(
+                AlertKind::Critical,
+                chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+                "restarted shop-web-1",
+            ),
             held: HeldBack {
                 critical: 2,
                 ..Default::default()
