@@ -60,6 +60,18 @@ impl Delivery {
             Ok(n) => info!(messages = n, "trying again the messages of the last 24 hours that failed permanently before this start"),
             Err(e) => error!(error = %format!("{e:#}"), "cannot read the outbox"),
         }
+        match self.shared.store.outbox_unknown_channels() {
+            Ok(unknown) => {
+                for (channel, messages) in unknown {
+                    warn!(
+                        %channel, messages,
+                        "the outbox holds messages for a channel this medic does not know \
+                         (a newer medic wrote them): they are kept, not sent"
+                    );
+                }
+            }
+            Err(e) => error!(error = %format!("{e:#}"), "cannot read the outbox"),
+        }
         let mut pruned_at: Option<tokio::time::Instant> = None;
         loop {
             if pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {

@@ -376,6 +376,24 @@ impl Store {
         Ok(depth)
     }
 
+    /// Channels named by pending messages that this medic does not know (a newer medic wrote
+    /// them), with how many each: such messages are kept, never sent, and said at start.
+    pub fn outbox_unknown_channels(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT channel, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY channel",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut unknown = Vec::new();
+        for row in rows {
+            let (channel, n) = row?;
+            if ChannelId::parse(&channel).is_err() {
+                unknown.push((channel, n as u64));
+            }
+        }
+        Ok(unknown)
+    }
+
     /// A small value the notifier keeps (e.g. the last daily report's time).
     pub fn notify_meta(&self, key: &str) -> anyhow::Result<Option<String>> {
         let conn = self.conn();
@@ -530,6 +548,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(kept, 1);
+        assert_eq!(
+            store.outbox_unknown_channels().unwrap(),
+            vec![("pager".to_string(), 1)]
+        );
         assert!(ChannelId::parse("pager").is_err());
         assert_eq!(ChannelId::parse("email"), Ok(EMAIL));
     }
