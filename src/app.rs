@@ -27,7 +27,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, binds the HTTP port and starts the loops.
+    /// Opens the store, binds the HTTP port and starts the loops. `settings` is the whole tree,
+    /// read and validated before: nothing here reads the environment.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let file_probes = match &settings.config_file {
             Some(path) => crate::config::probes::file_probes(path).map_err(anyhow::Error::msg)?,
@@ -47,7 +48,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let (alerts_tx, alerts_rx) = tokio::sync::mpsc::channel(1024);
-        let notify_settings = crate::notify::NotifySettings::from_env()?;
+        let notify_settings = settings.notify.clone();
         let stack: crate::notify::StackName = {
             let (named, status) = (notify_settings.stack_name.clone(), status.clone());
             Arc::new(move || {
@@ -121,7 +122,7 @@ impl Application {
             status,
             store: Some(store.clone()),
             commands: Some(commands),
-            token: crate::api::token_from_env()?,
+            token: settings.api_token.as_ref().map(|t| Arc::from(t.expose())),
             report: Some(Arc::new(notifier)),
             metrics_cache: Default::default(),
             page_cache: Default::default(),

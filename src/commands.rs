@@ -143,11 +143,7 @@ pub async fn probe(settings: &Settings, names: &[String], json: bool) -> ExitCod
 }
 
 /// `medic check`: validates everything and reaches every target once.
-pub async fn check(
-    settings: &Settings,
-    vars: &std::collections::HashMap<String, String>,
-    json: bool,
-) -> ExitCode {
+pub async fn check(settings: &Settings, json: bool) -> ExitCode {
     let loaded = load(settings).await;
     let mut rows = Vec::new();
     let mut invalid = !loaded.errors.is_empty();
@@ -167,17 +163,17 @@ pub async fn check(
             format!("{} probes", loaded.probes.len())
         },
     });
+    let engine = settings
+        .docker_host
+        .clone()
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
     rows.push(match &loaded.docker {
-        Ok((version, scope)) => Row {
-            check: "docker".into(),
-            kind: "engine".into(),
-            target: settings
-                .docker_host
-                .clone()
-                .unwrap_or_else(|| "/var/run/docker.sock".into()),
-            status: "ok".into(),
-            latency_ms: None,
-            detail: format!(
+        Ok((version, scope)) => Row::plain(
+            "docker",
+            "engine",
+            &engine,
+            "ok",
+            format!(
                 "{} {} (API {}); watching {}",
                 version.kind,
                 version.version,
@@ -187,32 +183,19 @@ pub async fn check(
                     None => "medic.enable=true containers".into(),
                 }
             ),
-        },
-        Err(e) => Row {
-            check: "docker".into(),
-            kind: "engine".into(),
-            target: settings
-                .docker_host
-                .clone()
-                .unwrap_or_else(|| "/var/run/docker.sock".into()),
-            status: "FAIL".into(),
-            latency_ms: None,
-            detail: e.clone(),
-        },
+        ),
+        Err(e) => Row::plain("docker", "engine", &engine, "FAIL", e.clone()),
     });
-    rows.push(match crate::notify::MailSettings::from_vars(vars) {
-        Err(e) => {
-            invalid = true;
-            Row::plain("smtp", "email", "", "INVALID", e.to_string())
-        }
-        Ok(None) => Row::plain(
+    // The mail settings were validated with the rest before the command started.
+    rows.push(match &settings.notify.mail {
+        None => Row::plain(
             "smtp",
             "email",
             "",
             "ok",
             "not configured (MAIL_SERVER unset): alerts are logged only".into(),
         ),
-        Ok(Some(mail)) => match crate::notify::Mailer::new(&mail) {
+        Some(mail) => match crate::notify::Mailer::new(mail) {
             Err(e) => {
                 invalid = true;
                 Row::plain("smtp", "email", "", "INVALID", e.to_string())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::email::MailSettings;
-use crate::config::{parse_duration, ConfigError};
+use crate::config::{lookup, parse_duration, ConfigError};
 use crate::probe::spec::CronSchedule;
 
 /// Every `MEDIC_*` variable [`NotifySettings::from_vars`] reads besides the mail ones (it also
@@ -92,12 +92,7 @@ impl NotifySettings {
 
     /// Reads the settings from a map of variables.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<NotifySettings, ConfigError> {
-        let get = |name: &'static str| {
-            vars.get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-                .map(|v| (name, v))
-        };
+        let get = |name: &'static str| lookup(vars, name);
         let tz = match get("TZ") {
             None => Tz::UTC,
             // The POSIX file form (`:/etc/localtime`) names no zone medic can read.
@@ -206,23 +201,13 @@ fn is_off(v: &str) -> bool {
 }
 
 fn invalid(var: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        var: var.to_string(),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError::invalid(var, value, reason)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::vars_of as vars;
 
     #[test]
     fn defaults() {
