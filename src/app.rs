@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::Settings;
-use crate::docker::{BollardEngine, Engine};
+use crate::docker::Engine;
 use crate::status::Status;
 use crate::store::Store;
 use crate::supervisor::{self, SupervisorSettings};
@@ -30,15 +30,9 @@ impl Application {
     /// Opens the store, binds the HTTP port and starts the loops. `settings` is the whole tree,
     /// read and validated before: nothing here reads the environment.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let file_probes = match &settings.config_file {
-            Some(path) => crate::config::probes::file_probes(path).map_err(anyhow::Error::msg)?,
-            None => Vec::new(),
-        };
+        let file_probes = settings.file_probes().map_err(anyhow::Error::msg)?;
         let store = Arc::new(Store::open(&settings.data_dir)?);
-        let engine: Arc<dyn Engine> = Arc::new(
-            BollardEngine::connect(settings.docker_host.as_deref())?
-                .with_timeout(settings.engine_timeout),
-        );
+        let engine: Arc<dyn Engine> = Arc::new(settings.engine()?);
         let status = Arc::new(Status::new(Duration::from_secs(30)));
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::config::probes::{file_probes, label_probes, merge};
+use crate::config::probes::{label_probes, merge};
 use crate::config::Settings;
 use crate::docker::scope::{discover, Scope};
-use crate::docker::{BollardEngine, Engine, EngineVersion};
+use crate::docker::{Engine, EngineVersion};
 use crate::probe::{ProbeContext, ProbeResult, ProbeSpec, Severity};
 
 /// Exit code: something was unreachable or failed.
@@ -35,18 +35,13 @@ struct Loaded {
 
 async fn load(settings: &Settings) -> Loaded {
     let mut errors = Vec::new();
-    let file = match &settings.config_file {
-        Some(path) => file_probes(path).unwrap_or_else(|e| {
-            errors.push(e);
-            Vec::new()
-        }),
-        None => Vec::new(),
-    };
+    let file = settings.file_probes().unwrap_or_else(|e| {
+        errors.push(e);
+        Vec::new()
+    });
     let mut ctx = ProbeContext::new();
     let docker = async {
-        let engine = BollardEngine::connect(settings.docker_host.as_deref())
-            .map_err(|e| e.to_string())?
-            .with_timeout(settings.engine_timeout);
+        let engine = settings.engine().map_err(|e| e.to_string())?;
         let version = engine.version().await.map_err(|e| e.to_string())?;
         let scope = discover(&engine, settings.project.clone())
             .await

@@ -378,6 +378,24 @@ impl Settings {
         })
     }
 
+    /// The configuration file's probes, none without a file; `Err` names the file, line and key.
+    /// The daemon and the one-shot commands load them the same way.
+    pub fn file_probes(&self) -> Result<Vec<crate::probe::ProbeSpec>, String> {
+        match &self.config_file {
+            Some(path) => probes::file_probes(path),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// A client of the engine at `DOCKER_HOST` whose calls are bounded by
+    /// `MEDIC_ENGINE_TIMEOUT`, as the daemon and the one-shot commands use it.
+    pub fn engine(&self) -> Result<crate::docker::BollardEngine, crate::docker::EngineError> {
+        Ok(
+            crate::docker::BollardEngine::connect(self.docker_host.as_deref())?
+                .with_timeout(self.engine_timeout),
+        )
+    }
+
     /// `MEDIC_*` variables that medic does not know, each with the closest known name, so a typo
     /// is reported instead of silently ignored.
     pub fn unknown_variables(
