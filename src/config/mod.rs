@@ -220,7 +220,9 @@ pub struct Settings {
 /// shorter intervals keep the engine and a core busy for nothing events do not already tell.
 pub const MIN_RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Every variable medic reads; anything else starting with `MEDIC_` draws a warning.
+/// The `MEDIC_*` variables of the core settings. With the notifiers' own lists
+/// ([`crate::notify::NOTIFY_VARIABLES`] and the mail ones, each kept beside the code that reads
+/// it) they are every variable medic reads; anything else starting with `MEDIC_` draws a warning.
 pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_PROJECT",
     "MEDIC_DATA_DIR",
@@ -236,17 +238,6 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_LOG_FORMAT",
     "MEDIC_LOG",
     "MEDIC_CONFIG",
-    "MEDIC_SMTP_CA_FILE",
-    "MEDIC_SMTP_TIMEOUT",
-    "MEDIC_STACK_NAME",
-    "MEDIC_PUBLIC_URL",
-    "MEDIC_ALERT_INTERVAL",
-    "MEDIC_REMINDER_INTERVAL",
-    "MEDIC_ALERT_GROUP_WINDOW",
-    "MEDIC_REPORT_CRON",
-    "MEDIC_WEBHOOK_URL",
-    "MEDIC_WEBHOOK_FORMAT",
-    "MEDIC_OUTBOX_RETRY_MAX",
     "MEDIC_API_TOKEN",
     "MEDIC_API_TOKEN_FILE",
     "MEDIC_ENGINE_TIMEOUT",
@@ -257,6 +248,19 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_HISTORY_MAX_ROWS",
     "MEDIC_STORE_CHECK_INTERVAL",
 ];
+
+/// Every `MEDIC_*` variable medic reads: the core ones and the notifiers'.
+fn known_variables() -> Vec<&'static str> {
+    [
+        KNOWN_VARIABLES,
+        crate::notify::NOTIFY_VARIABLES,
+        crate::notify::email::MAIL_VARIABLES,
+    ]
+    .concat()
+    .into_iter()
+    .filter(|name| name.starts_with("MEDIC_"))
+    .collect()
+}
 
 impl Settings {
     /// Reads settings from the process environment.
@@ -401,11 +405,12 @@ impl Settings {
     pub fn unknown_variables(
         vars: &HashMap<String, String>,
     ) -> Vec<(String, Option<&'static str>)> {
+        let known = known_variables();
         let mut unknown: Vec<_> = vars
             .keys()
-            .filter(|k| k.starts_with("MEDIC_") && !KNOWN_VARIABLES.contains(&k.as_str()))
+            .filter(|k| k.starts_with("MEDIC_") && !known.contains(&k.as_str()))
             .filter(|k| !k.starts_with("MEDIC_TEST_"))
-            .map(|k| (k.clone(), closest(k, KNOWN_VARIABLES)))
+            .map(|k| (k.clone(), closest(k, &known)))
             .collect();
         unknown.sort();
         unknown
@@ -759,6 +764,25 @@ mod tests {
                 Some("MEDIC_RESTART_COOLDOWN")
             )]
         );
+        // The notifiers' variables are known too, and suggested.
+        let unknown = Settings::unknown_variables(&vars(&[
+            ("MEDIC_ALERT_INTERVAL", "1h"),
+            ("MEDIC_SMTP_TIMEOUT", "10s"),
+            ("MEDIC_WEBHOOK_FROMAT", "slack"),
+        ]));
+        assert_eq!(
+            unknown,
+            vec![(
+                "MEDIC_WEBHOOK_FROMAT".to_string(),
+                Some("MEDIC_WEBHOOK_FORMAT")
+            )]
+        );
+        let mut known = known_variables();
+        let count = known.len();
+        known.sort_unstable();
+        known.dedup();
+        assert_eq!(known.len(), count, "each variable in one list");
+        assert_eq!(count, 34);
     }
 
     #[test]
