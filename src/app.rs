@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::Settings;
-use crate::docker::{BollardEngine, Engine};
+use crate::docker::Engine;
 use crate::status::Status;
 use crate::store::Store;
 use crate::supervisor::{self, SupervisorSettings};
@@ -27,17 +27,12 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, binds the HTTP port and starts the loops.
+    /// Opens the store, binds the HTTP port and starts the loops. `settings` is the whole tree,
+    /// read and validated before: nothing here reads the environment.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let file_probes = match &settings.config_file {
-            Some(path) => crate::config::probes::file_probes(path).map_err(anyhow::Error::msg)?,
-            None => Vec::new(),
-        };
+        let file_probes = settings.file_probes().map_err(anyhow::Error::msg)?;
         let store = Arc::new(Store::open(&settings.data_dir)?);
-        let engine: Arc<dyn Engine> = Arc::new(
-            BollardEngine::connect(settings.docker_host.as_deref())?
-                .with_timeout(settings.engine_timeout),
-        );
+        let engine: Arc<dyn Engine> = Arc::new(settings.engine()?);
         let status = Arc::new(Status::new(Duration::from_secs(30)));
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
@@ -47,7 +42,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let (alerts_tx, alerts_rx) = tokio::sync::mpsc::channel(1024);
-        let notify_settings = crate::notify::NotifySettings::from_env()?;
+        let notify_settings = settings.notify.clone();
         let stack: crate::notify::StackName = {
             let (named, status) = (notify_settings.stack_name.clone(), status.clone());
             Arc::new(move || {
@@ -118,7 +113,7 @@ impl Application {
             status,
             store: Some(store.clone()),
             commands: Some(commands),
-            token: crate::api::token_from_env()?,
+            token: settings.api_token.as_ref().map(|t| Arc::from(t.expose())),
             report: Some(Arc::new(notifier)),
             metrics_cache: Default::default(),
             page_cache: Default::default(),

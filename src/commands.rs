@@ -8,10 +8,10 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::config::probes::{file_probes, label_probes, merge};
+use crate::config::probes::{label_probes, merge};
 use crate::config::Settings;
 use crate::docker::scope::{discover, Scope};
-use crate::docker::{BollardEngine, Engine, EngineVersion};
+use crate::docker::{Engine, EngineVersion};
 use crate::probe::{ProbeContext, ProbeResult, ProbeSpec, Severity};
 
 /// Exit code: something was unreachable or failed.
@@ -35,18 +35,13 @@ struct Loaded {
 
 async fn load(settings: &Settings) -> Loaded {
     let mut errors = Vec::new();
-    let file = match &settings.config_file {
-        Some(path) => file_probes(path).unwrap_or_else(|e| {
-            errors.push(e);
-            Vec::new()
-        }),
-        None => Vec::new(),
-    };
+    let file = settings.file_probes().unwrap_or_else(|e| {
+        errors.push(e);
+        Vec::new()
+    });
     let mut ctx = ProbeContext::new();
     let docker = async {
-        let engine = BollardEngine::connect(settings.docker_host.as_deref())
-            .map_err(|e| e.to_string())?
-            .with_timeout(settings.engine_timeout);
+        let engine = settings.engine().map_err(|e| e.to_string())?;
         let version = engine.version().await.map_err(|e| e.to_string())?;
         let scope = discover(&engine, settings.project.clone())
             .await
@@ -143,11 +138,7 @@ pub async fn probe(settings: &Settings, names: &[String], json: bool) -> ExitCod
 }
 
 /// `medic check`: validates everything and reaches every target once.
-pub async fn check(
-    settings: &Settings,
-    vars: &std::collections::HashMap<String, String>,
-    json: bool,
-) -> ExitCode {
+pub async fn check(settings: &Settings, json: bool) -> ExitCode {
     let loaded = load(settings).await;
     let mut rows = Vec::new();
     let mut invalid = !loaded.errors.is_empty();
@@ -167,17 +158,17 @@ pub async fn check(
             format!("{} probes", loaded.probes.len())
         },
     });
+    let engine = settings
+        .docker_host
+        .clone()
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
     rows.push(match &loaded.docker {
-        Ok((version, scope)) => Row {
-            check: "docker".into(),
-            kind: "engine".into(),
-            target: settings
-                .docker_host
-                .clone()
-                .unwrap_or_else(|| "/var/run/docker.sock".into()),
-            status: "ok".into(),
-            latency_ms: None,
-            detail: format!(
+        Ok((version, scope)) => Row::plain(
+            "docker",
+            "engine",
+            &engine,
+            "ok",
+            format!(
                 "{} {} (API {}); watching {}",
                 version.kind,
                 version.version,
@@ -187,32 +178,19 @@ pub async fn check(
                     None => "medic.enable=true containers".into(),
                 }
             ),
-        },
-        Err(e) => Row {
-            check: "docker".into(),
-            kind: "engine".into(),
-            target: settings
-                .docker_host
-                .clone()
-                .unwrap_or_else(|| "/var/run/docker.sock".into()),
-            status: "FAIL".into(),
-            latency_ms: None,
-            detail: e.clone(),
-        },
+        ),
+        Err(e) => Row::plain("docker", "engine", &engine, "FAIL", e.clone()),
     });
-    rows.push(match crate::notify::MailSettings::from_vars(vars) {
-        Err(e) => {
-            invalid = true;
-            Row::plain("smtp", "email", "", "INVALID", e.to_string())
-        }
-        Ok(None) => Row::plain(
+    // The mail settings were validated with the rest before the command started.
+    rows.push(match &settings.notify.mail {
+        None => Row::plain(
             "smtp",
             "email",
             "",
             "ok",
             "not configured (MAIL_SERVER unset): alerts are logged only".into(),
         ),
-        Ok(Some(mail)) => match crate::notify::Mailer::new(&mail) {
+        Some(mail) => match crate::notify::Mailer::new(mail) {
             Err(e) => {
                 invalid = true;
                 Row::plain("smtp", "email", "", "INVALID", e.to_string())

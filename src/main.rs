@@ -61,13 +61,6 @@ fn main() -> ExitCode {
     };
     // Known before the first line is logged or printed (src/redact.rs).
     medic::redact::register_from_env(&vars);
-    let settings = match Settings::from_vars(&vars) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("medic: invalid configuration: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let command = cli.command.unwrap_or(Command::Run);
     // The one-shot commands print their own results; their logs stay quiet unless asked.
     let default_level = if matches!(command, Command::Run) {
@@ -75,7 +68,20 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(settings.log_format, default_level);
+    // Before the settings are read, so what reading them warns about is logged (an invalid
+    // format is reported with the other settings' errors just below).
+    init_logging(
+        LogFormat::from_vars(&vars).unwrap_or(LogFormat::Text),
+        default_level,
+    );
+    // The whole tree, once: nothing reads the environment after this.
+    let settings = match Settings::from_vars(&vars) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("medic: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     for (var, suggestion) in Settings::unknown_variables(&vars) {
         match suggestion {
             Some(known) => {
@@ -97,7 +103,7 @@ fn main() -> ExitCode {
         Command::Probe { names, json } => {
             runtime.block_on(medic::commands::probe(&settings, &names, json))
         }
-        Command::Check { json } => runtime.block_on(medic::commands::check(&settings, &vars, json)),
+        Command::Check { json } => runtime.block_on(medic::commands::check(&settings, json)),
         Command::TestEmail => {
             print_outcome(runtime.block_on(medic::notify::cli::test_email(&vars)))
         }

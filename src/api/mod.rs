@@ -54,8 +54,8 @@ pub struct ApiState {
     pub store: Option<Arc<Store>>,
     /// Where admin commands go (the brain); `None` answers 503.
     pub commands: Option<mpsc::Sender<Command>>,
-    /// `MEDIC_API_TOKEN`: needed by the admin routes and `/health/detailed`; without it the
-    /// admin routes answer 403.
+    /// `MEDIC_API_TOKEN` ([`crate::config::Settings::api_token`]): needed by the admin routes
+    /// and `/health/detailed`; without it the admin routes answer 403.
     pub token: Option<Arc<str>>,
     /// Sends the daily report now; `None` until the notifiers provide it.
     pub report: Option<Arc<dyn ReportTrigger>>,
@@ -77,37 +77,6 @@ impl ApiState {
             metrics_cache: Default::default(),
             page_cache: Default::default(),
         }
-    }
-}
-
-/// `MEDIC_API_TOKEN`, else the contents of `MEDIC_API_TOKEN_FILE`; `None` when neither is set.
-/// Set but blank is an error (settings validation reports it first), never "no token".
-pub fn token_from_env() -> anyhow::Result<Option<Arc<str>>> {
-    let value = |name: &str| -> anyhow::Result<Option<String>> {
-        match std::env::var(name) {
-            Ok(v) if v.trim().is_empty() => anyhow::bail!("{name} is set but blank"),
-            Ok(v) => Ok(Some(v)),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("{name} is not UTF-8 text"),
-        }
-    };
-    if let Some(token) = value("MEDIC_API_TOKEN")? {
-        crate::redact::register(token.trim());
-        return Ok(Some(token.trim().into()));
-    }
-    match value("MEDIC_API_TOKEN_FILE")? {
-        Some(path) => {
-            let token = std::fs::read_to_string(path.trim()).map_err(|e| {
-                anyhow::anyhow!("MEDIC_API_TOKEN_FILE={path:?} cannot be read: {e}")
-            })?;
-            let token = token.trim();
-            if token.is_empty() {
-                anyhow::bail!("MEDIC_API_TOKEN_FILE={path:?} is empty");
-            }
-            crate::redact::register(token);
-            Ok(Some(token.into()))
-        }
-        None => Ok(None),
     }
 }
 

@@ -1,7 +1,9 @@
 //! `GET /`: the status page a person opens in a browser.
 //!
-//! Server-rendered HTML with inline CSS and no script or external asset, so it works on an
-//! offline network and on a phone; it refreshes itself every 15 s. Each component shows its
+//! Server-rendered HTML from `templates/status.html` (with `templates/status.css` inline)
+//! through minijinja, the engine the emails use, which escapes every value; no script or
+//! external asset, so it works on an offline network and on a phone; it refreshes itself every
+//! 15 s. Each component shows its
 //! status, last check, latency, restarts, silence, and a strip of the last 24 hours (one cell
 //! per hour) from the store's history and restarts.
 //!
@@ -10,12 +12,13 @@
 //! hour in the store and read at most once per [`STRIPS_FOR`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Query, State};
 use axum::response::Html;
 use chrono::{Duration, Utc};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
 
 use super::detailed::{snapshot, Detailed};
 use super::ApiState;
@@ -97,22 +100,6 @@ fn strips(
     out
 }
 
-/// Escapes text for HTML.
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// "12s ago", "5m ago", "3h ago".
 fn ago(at: Instant, now: Instant) -> String {
     let s = (now - at).num_seconds().max(0);
@@ -127,38 +114,6 @@ fn ago(at: Instant, now: Instant) -> String {
 fn time(at: Instant) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
-
-const CSS: &str = "
-*{box-sizing:border-box}
-body{margin:0;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;background:#f4f5f7;color:#1d2330}
-header{padding:16px 20px;background:#1d2330;color:#fff}
-header h1{margin:0 0 4px;font-size:22px}
-header .meta{font-size:13px;color:#c5cad6}
-main{padding:12px;max-width:1100px;margin:0 auto}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}
-.card{background:#fff;border-radius:8px;padding:14px 16px;box-shadow:0 1px 2px rgba(0,0,0,.12);border-left:6px solid #9aa1ad}
-.card.healthy{border-left-color:#1f9d55}.card.degraded{border-left-color:#d69e2e}.card.unhealthy{border-left-color:#d64545}
-.card h2{margin:0;font-size:18px;display:flex;justify-content:space-between;align-items:center;gap:8px;word-break:break-all}
-.badge{font-size:12px;font-weight:700;text-transform:uppercase;padding:2px 8px;border-radius:10px;color:#fff;background:#7b8494;white-space:nowrap}
-.badge.healthy{background:#1f9d55}.badge.degraded{background:#b7791f}.badge.unhealthy{background:#c53030}
-.badge.silenced{background:#5a67d8;margin-left:4px}
-.overall{font-size:14px;margin-left:8px;vertical-align:middle}
-dl{display:grid;grid-template-columns:auto 1fr;gap:2px 12px;margin:10px 0 8px;font-size:14px}
-dt{color:#5f6b7a}dd{margin:0;word-break:break-word}
-.err{color:#9b2c2c;font-size:13px;margin:4px 0;word-break:break-word}
-.strip{display:flex;gap:2px;margin-top:8px}
-.strip span{flex:1;height:22px;border-radius:2px;background:#d5d9e0}
-.strip .ok{background:#48bb78}.strip .restarted{background:#ecc94b}.strip .failed{background:#e53e3e}
-.axis{display:flex;justify-content:space-between;font-size:11px;color:#5f6b7a}
-.legend{font-size:13px;color:#5f6b7a;margin:14px 4px}
-.legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin:0 4px 0 10px;vertical-align:-1px}
-.empty{background:#fff;border-radius:8px;padding:20px}
-.more{background:#fff;border-radius:8px;padding:14px 16px;margin-top:12px;box-shadow:0 1px 2px rgba(0,0,0,.12)}
-.more h2{margin:0 0 6px;font-size:18px}.more p{margin:0 0 8px;font-size:14px;color:#5f6b7a}
-.more ul{columns:14em;margin:0;padding-left:18px;font-size:14px}
-.more li{word-break:break-all}.more li.unhealthy{color:#c53030}.more li.degraded{color:#b7791f}.more li.unknown{color:#5f6b7a}
-@media (max-width:480px){header h1{font-size:19px}main{padding:8px}.grid{grid-template-columns:1fr}}
-";
 
 /// Cards on the page by default. With more components, the cards go to those that need
 /// attention most (unhealthy, degraded, unknown, then by name) and the rest are listed by name:
@@ -196,211 +151,246 @@ pub fn render_cards(
         .unwrap_or(detailed.started_at)
         .min(detailed.started_at);
     let strips = strips(events, &detailed.components, since, known_since);
-    let mut h = String::with_capacity(8 * 1024 + 2 * 1024 * carded.len() + 64 * listed.len());
-    let title = match &detailed.project {
-        Some(p) => format!("medic · {p}"),
-        None => "medic".to_string(),
+    let page = PageView {
+        title: match &detailed.project {
+            Some(p) => format!("medic · {p}"),
+            None => "medic".to_string(),
+        },
+        status: detailed.status,
+        engine: if detailed.docker.reachable {
+            format!(
+                "{} {} (API {})",
+                detailed.docker.engine.as_deref().unwrap_or("Docker"),
+                detailed.docker.version.as_deref().unwrap_or("?"),
+                detailed.docker.api_version.as_deref().unwrap_or("?")
+            )
+        } else {
+            format!(
+                "Docker unreachable: {}",
+                detailed
+                    .docker
+                    .error
+                    .as_deref()
+                    .unwrap_or("not connected yet")
+            )
+        },
+        email: if detailed.email.configured {
+            "email configured"
+        } else {
+            "email not configured"
+        },
+        version: detailed.version,
+        uptime: uptime(detailed.uptime_seconds),
+        updated: time(now),
+        reason: detailed.reason.as_deref(),
+        empty: detailed.components.is_empty(),
+        cards: carded
+            .into_iter()
+            .map(|(name, view)| CardView::new(name, view, strips.get(name), now))
+            .collect(),
+        listed: listed
+            .into_iter()
+            .map(|(name, view)| ListedView {
+                name,
+                level: view.status.as_str(),
+            })
+            .collect(),
+        max_cards: max_cards.unwrap_or_default(),
     };
-    let _ = write!(
-        h,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"15\"><title>{} — {}</title><style>{CSS}</style></head><body>",
-        esc(&title),
-        detailed.status
-    );
-    let docker = if detailed.docker.reachable {
-        format!(
-            "{} {} (API {})",
-            esc(detailed.docker.engine.as_deref().unwrap_or("Docker")),
-            esc(detailed.docker.version.as_deref().unwrap_or("?")),
-            esc(detailed.docker.api_version.as_deref().unwrap_or("?"))
-        )
-    } else {
-        format!(
-            "Docker unreachable: {}",
-            esc(detailed
-                .docker
-                .error
-                .as_deref()
-                .unwrap_or("not connected yet"))
-        )
-    };
-    let email = if detailed.email.configured {
-        "email configured"
-    } else {
-        "email not configured"
-    };
-    let _ = write!(
-        h,
-        "<header><h1>{} <span class=\"badge {s} overall\" id=\"overall\">{s}</span></h1>\
-         <div class=\"meta\">{} · {} · medic {} · up {} · updated {}</div></header><main>",
-        esc(&title),
-        docker,
-        email,
-        detailed.version,
-        uptime(detailed.uptime_seconds),
-        time(now),
-        s = detailed.status,
-    );
-    if let Some(reason) = &detailed.reason {
-        let _ = write!(h, "<p class=\"err\">medic itself: {}</p>", esc(reason));
-    }
-    if detailed.components.is_empty() {
-        h.push_str("<div class=\"empty\">No component is watched yet.</div>");
-    }
-    h.push_str("<div class=\"grid\">");
-    for (name, view) in carded {
-        let level = view.status.as_str();
-        let _ = write!(
-            h,
-            "<section class=\"card {level}\" data-component=\"{n}\"><h2><span>{n}</span><span>\
-             <span class=\"badge {level}\">{level}</span>",
-            n = esc(name)
-        );
-        let silenced = view.silenced_until.filter(|u| *u > now);
-        if silenced.is_some() {
-            h.push_str("<span class=\"badge silenced\">silenced</span>");
-        }
-        h.push_str("</span></h2><dl>");
-        match &view.last_check {
-            Some(last) => {
-                let _ = write!(
-                    h,
-                    "<dt>Last check</dt><dd title=\"{}\">{} · {} ({})</dd>",
-                    time(last.at),
-                    ago(last.at, now),
-                    if last.ok { "passed" } else { "failed" },
-                    esc(&last.check)
-                );
-                if let Some(ms) = last.latency_ms {
-                    let _ = write!(h, "<dt>Latency</dt><dd>{ms} ms</dd>");
-                }
-            }
-            None => h.push_str("<dt>Last check</dt><dd>none yet</dd>"),
-        }
-        if view.consecutive_failures > 0 {
-            let _ = write!(
-                h,
-                "<dt>Failures</dt><dd>{} in a row</dd>",
-                view.consecutive_failures
-            );
-        }
-        if !view.containers.is_empty() {
-            let list: Vec<String> = view
-                .containers
-                .iter()
-                .map(|c| {
-                    let health = serde_json::to_value(c.health).unwrap_or_default();
-                    let state = serde_json::to_value(c.state).unwrap_or_default();
-                    format!(
-                        "{} ({}{})",
-                        esc(&c.name),
-                        state.as_str().unwrap_or("?"),
-                        match health.as_str() {
-                            Some("none") | None => String::new(),
-                            Some(h) => format!(", {h}"),
-                        }
-                    )
-                })
-                .collect();
-            let _ = write!(h, "<dt>Containers</dt><dd>{}</dd>", list.join(", "));
-        }
-        if !view.probes.is_empty() {
-            let list: Vec<String> = view
-                .probes
-                .values()
-                .map(|p| {
-                    format!(
-                        "{} {} {} ms",
-                        esc(&p.name),
-                        if p.ok { "ok" } else { "failed" },
-                        p.latency.as_millis()
-                    )
-                })
-                .collect();
-            let _ = write!(h, "<dt>Probes</dt><dd>{}</dd>", list.join(" · "));
-        }
-        match &view.restarts {
-            Some(r) => {
-                let _ = write!(
-                    h,
-                    "<dt>Restarts</dt><dd>{} in 24 h · {} total{}</dd>",
-                    r.count_24h,
-                    r.total,
-                    r.last
-                        .map(|t| format!(" · last {}", ago(t, now)))
-                        .unwrap_or_default()
-                );
-                if r.gave_up {
-                    h.push_str("<dt>medic</dt><dd>gave up: restart budget spent</dd>");
-                } else if let Some(until) = r.cooldown_until {
-                    let _ = write!(h, "<dt>Cooldown</dt><dd>until {}</dd>", time(until));
-                }
-            }
-            None => h.push_str("<dt>Restarts</dt><dd>none</dd>"),
-        }
-        if let Some(until) = silenced {
-            let _ = write!(h, "<dt>Silenced</dt><dd>until {}</dd>", time(until));
-        }
-        h.push_str("</dl>");
-        if let Some(error) = view
+    templates()
+        .get_template("status.html")
+        .and_then(|t| t.render(&page))
+        .unwrap_or_else(|e| {
+            tracing::error!("cannot render the status page: {e:#}");
+            "the status page could not be rendered; see medic's log".to_string()
+        })
+}
+
+/// The page's template (templates/status.html) with its style sheet, through minijinja as the
+/// emails are, so every value is escaped for HTML.
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // Block tags on lines of their own leave no blank lines behind.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        // A misspelt field is an error in the tests, not an empty spot on the page.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_template("status.html", include_str!("templates/status.html"))
+            .expect("templates/status.html is valid");
+        env.add_template("status.css", include_str!("templates/status.css"))
+            .expect("templates/status.css is valid");
+        env
+    })
+}
+
+/// What the page shows, as the template reads it.
+#[derive(Serialize)]
+struct PageView<'a> {
+    /// `medic`, or `medic · <project>`.
+    title: String,
+    /// The overall level.
+    status: &'a str,
+    /// The engine's name and version, or why it is unreachable.
+    engine: String,
+    /// Whether email is configured.
+    email: &'static str,
+    /// medic's version.
+    version: &'a str,
+    /// How long medic has run.
+    uptime: String,
+    /// When the page was made.
+    updated: String,
+    /// Why medic itself is not well.
+    reason: Option<&'a str>,
+    /// True when no component is watched.
+    empty: bool,
+    /// One card per component shown in full.
+    cards: Vec<CardView<'a>>,
+    /// The components past the cap, by name.
+    listed: Vec<ListedView<'a>>,
+    /// The cap, for the text above the list.
+    max_cards: usize,
+}
+
+/// One component's card.
+#[derive(Serialize)]
+struct CardView<'a> {
+    name: &'a str,
+    level: &'static str,
+    last_check: Option<LastCheckView<'a>>,
+    /// Consecutive failures; 0 shows no row.
+    failures: u32,
+    containers: Vec<ContainerLine<'a>>,
+    probes: Vec<ProbeLine<'a>>,
+    restarts: Option<RestartsView>,
+    /// When the silence ends, if the component is silenced now.
+    silenced_until: Option<String>,
+    /// The last failed check's error, shortened.
+    error: Option<String>,
+    /// The last 24 hours, oldest first: `ok`, `restarted`, `failed` or `no data` (a plain word
+    /// per cell, not a struct: a thousand cards hold 24,000 of them).
+    strip: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct LastCheckView<'a> {
+    at: String,
+    ago: String,
+    outcome: &'static str,
+    check: &'a str,
+    latency_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ContainerLine<'a> {
+    name: &'a str,
+    state: String,
+    /// Empty when the container declares no healthcheck.
+    health: String,
+}
+
+#[derive(Serialize)]
+struct ProbeLine<'a> {
+    name: &'a str,
+    outcome: &'static str,
+    latency_ms: u64,
+}
+
+#[derive(Serialize)]
+struct RestartsView {
+    count_24h: u32,
+    total: u64,
+    /// How long ago the last one was.
+    last: Option<String>,
+    gave_up: bool,
+    cooldown_until: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ListedView<'a> {
+    name: &'a str,
+    level: &'static str,
+}
+
+/// The longest error a card shows; the detailed view has the whole text.
+const CARD_ERROR_CHARS: usize = 300;
+
+impl<'a> CardView<'a> {
+    fn new(
+        name: &'a str,
+        view: &'a ComponentView,
+        strip: Option<&[Cell; HOURS]>,
+        now: Instant,
+    ) -> CardView<'a> {
+        let error = view
             .last_check
             .as_ref()
             .filter(|l| !l.ok)
             .and_then(|l| l.error.as_deref())
-        {
-            // The detailed view has the whole text; a card keeps to a readable length.
-            let short: String = error.chars().take(300).collect();
-            let more = if short.len() < error.len() { "…" } else { "" };
-            let _ = write!(h, "<p class=\"err\">{}{more}</p>", esc(&short));
+            .map(|error| {
+                let short: String = error.chars().take(CARD_ERROR_CHARS).collect();
+                let more = if short.len() < error.len() { "…" } else { "" };
+                short + more
+            });
+        CardView {
+            name,
+            level: view.status.as_str(),
+            last_check: view.last_check.as_ref().map(|last| LastCheckView {
+                at: time(last.at),
+                ago: ago(last.at, now),
+                outcome: if last.ok { "passed" } else { "failed" },
+                check: &last.check,
+                latency_ms: last.latency_ms,
+            }),
+            failures: view.consecutive_failures,
+            containers: view
+                .containers
+                .iter()
+                .map(|c| {
+                    let word = |v: serde_json::Value| v.as_str().unwrap_or("?").to_string();
+                    let health = serde_json::to_value(c.health).unwrap_or_default();
+                    ContainerLine {
+                        name: &c.name,
+                        state: word(serde_json::to_value(c.state).unwrap_or_default()),
+                        health: match health.as_str() {
+                            Some("none") | None => String::new(),
+                            Some(h) => h.to_string(),
+                        },
+                    }
+                })
+                .collect(),
+            probes: view
+                .probes
+                .values()
+                .map(|p| ProbeLine {
+                    name: &p.name,
+                    outcome: if p.ok { "ok" } else { "failed" },
+                    latency_ms: u64::try_from(p.latency.as_millis()).unwrap_or(u64::MAX),
+                })
+                .collect(),
+            restarts: view.restarts.as_ref().map(|r| RestartsView {
+                count_24h: r.count_24h,
+                total: r.total,
+                last: r.last.map(|t| ago(t, now)),
+                gave_up: r.gave_up,
+                cooldown_until: r.cooldown_until.map(time),
+            }),
+            silenced_until: view.silenced_until.filter(|u| *u > now).map(time),
+            error,
+            strip: strip
+                .into_iter()
+                .flatten()
+                .map(|cell| match cell {
+                    Cell::NoData => "no data",
+                    Cell::Ok => "ok",
+                    Cell::Restarted => "restarted",
+                    Cell::Failed => "failed",
+                })
+                .collect(),
         }
-        h.push_str("<div class=\"strip\" aria-label=\"last 24 hours\">");
-        if let Some(strip) = strips.get(name) {
-            for (i, cell) in strip.iter().enumerate() {
-                let (class, what) = match cell {
-                    Cell::NoData => ("", "no data"),
-                    Cell::Ok => ("ok", "ok"),
-                    Cell::Restarted => ("restarted", "restarted"),
-                    Cell::Failed => ("failed", "failed"),
-                };
-                let _ = write!(
-                    h,
-                    "<span class=\"{class}\" title=\"{}h ago: {what}\"></span>",
-                    HOURS - i
-                );
-            }
-        }
-        h.push_str(
-            "</div><div class=\"axis\"><span>24 h ago</span><span>now</span></div></section>",
-        );
     }
-    h.push_str("</div>");
-    if !listed.is_empty() {
-        let _ = write!(
-            h,
-            "<section class=\"more\"><h2>{} more components</h2><p>Cards show the {} that need \
-             attention most; the others by name (<a href=\"?all\">every card</a>, \
-             <code>/health/detailed</code> for everything):</p><ul>",
-            listed.len(),
-            max_cards.unwrap_or_default()
-        );
-        for (name, view) in &listed {
-            let level = view.status.as_str();
-            let _ = write!(
-                h,
-                "<li class=\"{level}\" data-component=\"{n}\" title=\"{level}\">{n}</li>",
-                n = esc(name)
-            );
-        }
-        h.push_str("</ul></section>");
-    }
-    h.push_str(
-        "<p class=\"legend\">Last 24 hours, one cell per hour:<i style=\"background:#48bb78\"></i>ok\
-         <i style=\"background:#ecc94b\"></i>restarted<i style=\"background:#e53e3e\"></i>failed\
-         <i style=\"background:#d5d9e0\"></i>no data</p></main></body></html>",
-    );
-    h
 }
 
 fn uptime(seconds: i64) -> String {
@@ -470,24 +460,11 @@ pub async fn status_page(
 mod tests {
     use super::*;
 
-    #[test]
-    fn text_is_escaped() {
-        assert_eq!(
-            esc("<b>\"x\" & 'y'"),
-            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;"
-        );
-    }
-
-    #[test]
-    fn past_the_cap_cards_go_to_the_worst_and_the_rest_are_listed() {
-        let status = crate::status::Status::new(std::time::Duration::from_secs(30));
-        let view = |i: usize| ComponentView {
-            name: format!("c{i:03}"),
-            status: if i % 50 == 7 {
-                Level::Unhealthy
-            } else {
-                Level::Healthy
-            },
+    /// A component with nothing but a name and a level.
+    fn view(name: String, status: Level) -> ComponentView {
+        ComponentView {
+            name,
+            status,
             consecutive_failures: 0,
             last_check: None,
             checks: Default::default(),
@@ -495,8 +472,93 @@ mod tests {
             containers: vec![],
             restarts: None,
             silenced_until: None,
+        }
+    }
+
+    /// Moved from a test of the page's own escaper: the template escapes every value, as
+    /// minijinja writes HTML (`'` as `&#x27;`).
+    #[test]
+    fn text_is_escaped() {
+        let status = crate::status::Status::new(std::time::Duration::from_secs(30));
+        let name = "<b>\"x\" & 'y'".to_string();
+        status.publish(
+            [(name.clone(), view(name, Level::Healthy))]
+                .into_iter()
+                .collect(),
+        );
+        let page = render(&snapshot(&status), &[], Utc::now());
+        assert!(
+            page.contains("&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;"),
+            "{page}"
+        );
+        assert!(!page.contains("<b>"), "{page}");
+    }
+
+    /// Every row a card can have, from one component that has them all.
+    #[test]
+    fn a_card_shows_every_row() {
+        use crate::status::{ContainerView, LastCheck, RestartView};
+        let now = Utc::now();
+        let status = crate::status::Status::new(std::time::Duration::from_secs(30));
+        let mut web = view("web".into(), Level::Unhealthy);
+        web.consecutive_failures = 4;
+        web.last_check = Some(LastCheck {
+            check: "http".into(),
+            at: now - Duration::seconds(90),
+            ok: false,
+            latency_ms: Some(12),
+            error: Some("é".repeat(301)),
+        });
+        web.containers = vec![ContainerView {
+            name: "shop-web-1".into(),
+            state: crate::docker::RunState::Running,
+            health: crate::docker::Health::Unhealthy,
+        }];
+        web.restarts = Some(RestartView {
+            service: "web".into(),
+            last: Some(now - Duration::hours(2)),
+            count_24h: 2,
+            total: 5,
+            cooldown_until: Some(now + Duration::minutes(5)),
+            budget_left: 1,
+            gave_up: false,
+        });
+        web.silenced_until = Some(now + Duration::minutes(30));
+        status.publish([("web".to_string(), web)].into_iter().collect());
+        let page = render(&snapshot(&status), &[], now);
+        for row in [
+            "<span class=\"badge unhealthy\">unhealthy</span><span class=\"badge silenced\">",
+            "<dd title=\"",
+            ">1m ago · failed (http)</dd>",
+            "<dt>Latency</dt><dd>12 ms</dd>",
+            "<dt>Failures</dt><dd>4 in a row</dd>",
+            "<dt>Containers</dt><dd>shop-web-1 (running, unhealthy)</dd>",
+            "<dt>Restarts</dt><dd>2 in 24 h · 5 total · last 2h ago</dd>",
+            "<dt>Cooldown</dt><dd>until ",
+            "<dt>Silenced</dt><dd>until ",
+            &format!("<p class=\"err\">{}…</p>", "é".repeat(300)),
+            "<span class=\"failed\" title=\"1h ago: failed\"></span></div>",
+        ] {
+            assert!(page.contains(row), "{row} missing in {page}");
+        }
+        assert!(!page.contains("more components"));
+    }
+
+    #[test]
+    fn past_the_cap_cards_go_to_the_worst_and_the_rest_are_listed() {
+        let status = crate::status::Status::new(std::time::Duration::from_secs(30));
+        let level = |i: usize| {
+            if i % 50 == 7 {
+                Level::Unhealthy
+            } else {
+                Level::Healthy
+            }
         };
-        status.publish((0..150).map(|i| (format!("c{i:03}"), view(i))).collect());
+        status.publish(
+            (0..150)
+                .map(|i| (format!("c{i:03}"), view(format!("c{i:03}"), level(i))))
+                .collect(),
+        );
         let detailed = snapshot(&status);
         let page = render(&detailed, &[], Utc::now());
         assert_eq!(page.matches("<section class=\"card").count(), MAX_CARDS);
@@ -515,18 +577,7 @@ mod tests {
     fn strips_mark_each_hour_with_its_worst_event() {
         let now = Utc::now();
         let since = now - Duration::hours(HOURS as i64);
-        let view = |status| ComponentView {
-            name: "web".into(),
-            status,
-            consecutive_failures: 0,
-            last_check: None,
-            checks: Default::default(),
-            probes: Default::default(),
-            containers: vec![],
-            restarts: None,
-            silenced_until: None,
-        };
-        let components = BTreeMap::from([("web".to_string(), view(Level::Healthy))]);
+        let components = BTreeMap::from([("web".to_string(), view("web".into(), Level::Healthy))]);
         let event = |hours_ago: i64, kind: &str| TimelineEvent {
             at: now - Duration::hours(hours_ago) - Duration::minutes(30),
             component: "web".into(),

@@ -146,6 +146,24 @@ impl Tracked {
             .store(self.connections.now_ms(), Ordering::Relaxed);
     }
 
+    /// What a write (plain or vectored) answers: progress when it went ahead, else the stall
+    /// timer's verdict.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                self.write_stall = None;
+                self.progress();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_stall(cx).map(Err),
+        }
+    }
+
     /// Called when a write could not go ahead: `Ready(Err)` once it has waited too long.
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let stall = self
@@ -182,15 +200,8 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, data) {
-            Poll::Ready(Ok(n)) => {
-                self.write_stall = None;
-                self.progress();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.poll_stall(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.stream).poll_write(cx, data);
+        self.after_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -198,15 +209,8 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                self.write_stall = None;
-                self.progress();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.poll_stall(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.after_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

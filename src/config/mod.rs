@@ -1,6 +1,9 @@
 //! Typed settings, read once from the environment and validated before anything starts.
 //!
-//! Every value is parsed here, so the rest of the program never sees a raw string. A bad value
+//! [`Settings::from_vars`] reads the whole tree from one map of variables (taken once from the
+//! process environment by [`environment`]): the core settings, the API token and the notifiers'
+//! settings ([`NotifySettings`]). Every value is parsed here, so the rest of the program never
+//! sees a raw string and never reads the environment again. A bad value
 //! is a [`ConfigError`] that names the variable, shows what it got and says what it expects; the
 //! command line turns it into exit code 2 so a half-configured daemon never starts.
 
@@ -11,7 +14,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::notify::NotifySettings;
 use crate::probe::vars::{LabelVariables, LABEL_VARIABLES_VAR};
+use crate::redact::Secret;
 
 /// A configuration problem a user must fix. Its text names the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -67,13 +72,35 @@ pub fn environment_from(
 }
 
 impl ConfigError {
-    fn invalid(var: &str, value: &str, reason: impl Into<String>) -> Self {
+    /// `var` set to `value` does not parse; `reason` says what was expected.
+    pub fn invalid(var: &str, value: &str, reason: impl Into<String>) -> Self {
         ConfigError::Invalid {
             var: var.to_string(),
             value: value.to_string(),
             reason: reason.into(),
         }
     }
+}
+
+/// The value of `name` in `vars`, trimmed, with the name for error messages; `None` when unset
+/// or blank, so a blank variable means its default everywhere (as `VAR=` in a compose file).
+pub fn lookup<'a>(
+    vars: &'a HashMap<String, String>,
+    name: &'static str,
+) -> Option<(&'static str, &'a str)> {
+    vars.get(name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(|v| (name, v))
+}
+
+/// A map of variables from pairs, for tests of settings.
+#[cfg(test)]
+pub(crate) fn vars_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// How log lines are written.
@@ -83,6 +110,19 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+impl LogFormat {
+    /// `MEDIC_LOG_FORMAT` alone: the command line sets up logging with it before the rest of
+    /// the settings is read, so warnings given while reading them are written as asked.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<LogFormat, ConfigError> {
+        match lookup(vars, "MEDIC_LOG_FORMAT") {
+            None => Ok(LogFormat::Text),
+            Some((_, v)) if v.eq_ignore_ascii_case("text") => Ok(LogFormat::Text),
+            Some((_, v)) if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
+            Some((var, v)) => Err(ConfigError::invalid(var, v, "expected text or json")),
+        }
+    }
 }
 
 /// The healing policy's knobs; see SPEC "Healing policy".
@@ -169,13 +209,20 @@ pub struct Settings {
     pub retention: crate::store::retention::Retention,
     /// How often the store file is read through for corruption (`MEDIC_STORE_CHECK_INTERVAL`).
     pub store_check_interval: Duration,
+    /// `MEDIC_API_TOKEN` (or the file `MEDIC_API_TOKEN_FILE` names): needed by the admin routes
+    /// and `/health/detailed`; `None` leaves the admin routes closed (403).
+    pub api_token: Option<Secret>,
+    /// Email, webhooks, rate limits and the daily report (docs/alerts.md).
+    pub notify: NotifySettings,
 }
 
 /// The shortest `MEDIC_RECONCILE_INTERVAL`: each reconcile lists every watched container, and
 /// shorter intervals keep the engine and a core busy for nothing events do not already tell.
 pub const MIN_RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Every variable medic reads; anything else starting with `MEDIC_` draws a warning.
+/// The `MEDIC_*` variables of the core settings. With the notifiers' own lists
+/// ([`crate::notify::NOTIFY_VARIABLES`] and each channel's, kept beside the code that reads
+/// it) they are every variable medic reads; anything else starting with `MEDIC_` draws a warning.
 pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_PROJECT",
     "MEDIC_DATA_DIR",
@@ -191,17 +238,6 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_LOG_FORMAT",
     "MEDIC_LOG",
     "MEDIC_CONFIG",
-    "MEDIC_SMTP_CA_FILE",
-    "MEDIC_SMTP_TIMEOUT",
-    "MEDIC_STACK_NAME",
-    "MEDIC_PUBLIC_URL",
-    "MEDIC_ALERT_INTERVAL",
-    "MEDIC_REMINDER_INTERVAL",
-    "MEDIC_ALERT_GROUP_WINDOW",
-    "MEDIC_REPORT_CRON",
-    "MEDIC_WEBHOOK_URL",
-    "MEDIC_WEBHOOK_FORMAT",
-    "MEDIC_OUTBOX_RETRY_MAX",
     "MEDIC_API_TOKEN",
     "MEDIC_API_TOKEN_FILE",
     "MEDIC_ENGINE_TIMEOUT",
@@ -213,6 +249,18 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "MEDIC_STORE_CHECK_INTERVAL",
 ];
 
+/// Every `MEDIC_*` variable medic reads: the core ones, the notifier's and each channel's
+/// (from the channel registry, so a new channel's variables are listed once, in its file).
+fn known_variables() -> Vec<&'static str> {
+    KNOWN_VARIABLES
+        .iter()
+        .chain(crate::notify::NOTIFY_VARIABLES)
+        .copied()
+        .chain(crate::notify::channels::variables())
+        .filter(|name| name.starts_with("MEDIC_"))
+        .collect()
+}
+
 impl Settings {
     /// Reads settings from the process environment.
     pub fn from_env() -> Result<Settings, ConfigError> {
@@ -221,12 +269,7 @@ impl Settings {
 
     /// Reads settings from a map of variables, so tests need not touch the process environment.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Settings, ConfigError> {
-        let get = |name: &'static str| {
-            vars.get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-                .map(|v| (name, v))
-        };
+        let get = |name: &'static str| lookup(vars, name);
         let defaults = HealingSettings::default();
 
         let failure_threshold =
@@ -293,12 +336,7 @@ impl Settings {
             })?
             .map_or(http_defaults.max_connections, |n| n as usize),
         };
-        let log_format = match get("MEDIC_LOG_FORMAT") {
-            None => LogFormat::Text,
-            Some((_, v)) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
-            Some((_, v)) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
-            Some((var, v)) => return Err(ConfigError::invalid(var, v, "expected text or json")),
-        };
+        let log_format = LogFormat::from_vars(vars)?;
         let project = match get("MEDIC_PROJECT") {
             Some((var, v)) => Some(parse_project(var, v)?),
             None => None,
@@ -337,11 +375,28 @@ impl Settings {
                     .map_err(|reason| ConfigError::invalid(LABEL_VARIABLES_VAR, v, reason))?,
                 None => LabelVariables::default(),
             },
+            // Last, so the core settings' errors are reported first (fields are read in order).
+            api_token: api_token(vars)?,
+            notify: NotifySettings::from_vars(vars)?,
         })
-        .and_then(|settings| {
-            check_token(vars)?;
-            Ok(settings)
-        })
+    }
+
+    /// The configuration file's probes, none without a file; `Err` names the file, line and key.
+    /// The daemon and the one-shot commands load them the same way.
+    pub fn file_probes(&self) -> Result<Vec<crate::probe::ProbeSpec>, String> {
+        match &self.config_file {
+            Some(path) => probes::file_probes(path),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// A client of the engine at `DOCKER_HOST` whose calls are bounded by
+    /// `MEDIC_ENGINE_TIMEOUT`, as the daemon and the one-shot commands use it.
+    pub fn engine(&self) -> Result<crate::docker::BollardEngine, crate::docker::EngineError> {
+        Ok(
+            crate::docker::BollardEngine::connect(self.docker_host.as_deref())?
+                .with_timeout(self.engine_timeout),
+        )
     }
 
     /// `MEDIC_*` variables that medic does not know, each with the closest known name, so a typo
@@ -349,11 +404,12 @@ impl Settings {
     pub fn unknown_variables(
         vars: &HashMap<String, String>,
     ) -> Vec<(String, Option<&'static str>)> {
+        let known = known_variables();
         let mut unknown: Vec<_> = vars
             .keys()
-            .filter(|k| k.starts_with("MEDIC_") && !KNOWN_VARIABLES.contains(&k.as_str()))
+            .filter(|k| k.starts_with("MEDIC_") && !known.contains(&k.as_str()))
             .filter(|k| !k.starts_with("MEDIC_TEST_"))
-            .map(|k| (k.clone(), closest(k, KNOWN_VARIABLES)))
+            .map(|k| (k.clone(), closest(k, &known)))
             .collect();
         unknown.sort();
         unknown
@@ -435,10 +491,11 @@ fn parse_at_least(var: &str, value: &str, min: Duration) -> Result<Duration, Con
     Ok(d)
 }
 
-/// A set but blank `MEDIC_API_TOKEN` (or `MEDIC_API_TOKEN_FILE`, or the file it names) is an
-/// error: read as "no token" it would silently leave the admin routes and the detailed health
-/// open to anyone, though the operator meant to close them. The value itself is never shown.
-fn check_token(vars: &HashMap<String, String>) -> Result<(), ConfigError> {
+/// `MEDIC_API_TOKEN`, else the contents of `MEDIC_API_TOKEN_FILE` (trimmed); `None` when neither
+/// is set. Set but blank (the variable, the file's name or the file itself) is an error: read as
+/// "no token" it would silently leave the admin routes and the detailed health open to anyone,
+/// though the operator meant to close them. The value itself is never shown.
+fn api_token(vars: &HashMap<String, String>) -> Result<Option<Secret>, ConfigError> {
     let blank = |var: &str, value: &str| {
         ConfigError::invalid(
             var,
@@ -451,31 +508,27 @@ fn check_token(vars: &HashMap<String, String>) -> Result<(), ConfigError> {
         if token.trim().is_empty() {
             return Err(blank("MEDIC_API_TOKEN", ""));
         }
-        return Ok(());
+        return Ok(Some(Secret::new(token.trim())));
     }
-    if let Some(path) = vars.get("MEDIC_API_TOKEN_FILE") {
-        if path.trim().is_empty() {
-            return Err(blank("MEDIC_API_TOKEN_FILE", path));
-        }
-        match std::fs::read_to_string(path.trim()) {
-            Ok(token) if token.trim().is_empty() => {
-                return Err(ConfigError::invalid(
-                    "MEDIC_API_TOKEN_FILE",
-                    path,
-                    "the file is empty; write the token into it",
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(ConfigError::invalid(
-                    "MEDIC_API_TOKEN_FILE",
-                    path,
-                    format!("cannot be read: {e}"),
-                ))
-            }
-        }
+    let Some(path) = vars.get("MEDIC_API_TOKEN_FILE") else {
+        return Ok(None);
+    };
+    if path.trim().is_empty() {
+        return Err(blank("MEDIC_API_TOKEN_FILE", path));
     }
-    Ok(())
+    match std::fs::read_to_string(path.trim()) {
+        Ok(token) if token.trim().is_empty() => Err(ConfigError::invalid(
+            "MEDIC_API_TOKEN_FILE",
+            path,
+            "the file is empty; write the token into it",
+        )),
+        Ok(token) => Ok(Some(Secret::new(token.trim()))),
+        Err(e) => Err(ConfigError::invalid(
+            "MEDIC_API_TOKEN_FILE",
+            path,
+            format!("cannot be read: {e}"),
+        )),
+    }
 }
 
 fn parse_count(var: &str, value: &str, min: u32) -> Result<u32, ConfigError> {
@@ -546,41 +599,16 @@ fn parse_project(var: &str, value: &str) -> Result<String, ConfigError> {
 fn closest(name: &str, known: &[&'static str]) -> Option<&'static str> {
     known
         .iter()
-        .map(|k| (edit_distance(name, k), *k))
+        .map(|k| (strsim::levenshtein(name, k), *k))
         .filter(|(d, _)| *d <= 3)
         .min()
         .map(|(_, k)| k)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::vars_of as vars;
 
     #[test]
     fn defaults_match_the_spec() {
@@ -735,6 +763,25 @@ mod tests {
                 Some("MEDIC_RESTART_COOLDOWN")
             )]
         );
+        // The notifiers' variables are known too, and suggested.
+        let unknown = Settings::unknown_variables(&vars(&[
+            ("MEDIC_ALERT_INTERVAL", "1h"),
+            ("MEDIC_SMTP_TIMEOUT", "10s"),
+            ("MEDIC_WEBHOOK_FROMAT", "slack"),
+        ]));
+        assert_eq!(
+            unknown,
+            vec![(
+                "MEDIC_WEBHOOK_FROMAT".to_string(),
+                Some("MEDIC_WEBHOOK_FORMAT")
+            )]
+        );
+        let mut known = known_variables();
+        let count = known.len();
+        known.sort_unstable();
+        known.dedup();
+        assert_eq!(known.len(), count, "each variable in one list");
+        assert_eq!(count, 34);
     }
 
     #[test]
@@ -775,6 +822,60 @@ mod tests {
         std::fs::write(path, "s3cret-token\n").unwrap();
         Settings::from_vars(&vars(&[("MEDIC_API_TOKEN_FILE", path)])).unwrap();
         Settings::from_vars(&vars(&[("MEDIC_API_TOKEN", "s3cret-token")])).unwrap();
+    }
+
+    /// The token is read with the rest, trimmed, from the variable first, else from the file.
+    #[test]
+    fn the_token_is_in_the_settings() {
+        let token = |pairs: &[(&str, &str)]| {
+            Settings::from_vars(&vars(pairs))
+                .unwrap()
+                .api_token
+                .map(|t| t.expose().to_string())
+        };
+        assert_eq!(token(&[]), None);
+        assert_eq!(
+            token(&[("MEDIC_API_TOKEN", " s3cret-token\n")]).as_deref(),
+            Some("s3cret-token")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "fr0m-the-file\n").unwrap();
+        let path = path.to_str().unwrap();
+        assert_eq!(
+            token(&[("MEDIC_API_TOKEN_FILE", path)]).as_deref(),
+            Some("fr0m-the-file")
+        );
+        assert_eq!(
+            token(&[
+                ("MEDIC_API_TOKEN", "v4riable"),
+                ("MEDIC_API_TOKEN_FILE", path)
+            ])
+            .as_deref(),
+            Some("v4riable")
+        );
+    }
+
+    /// One read gives the notifiers' settings too, and their errors stop the whole tree, after
+    /// the core settings' own.
+    #[test]
+    fn the_notify_settings_are_read_with_the_rest() {
+        let s =
+            Settings::from_vars(&vars(&[("MEDIC_ALERT_INTERVAL", "5m"), ("TZ", "UTC")])).unwrap();
+        assert_eq!(s.notify.alert_interval, Duration::from_secs(300));
+        let e = Settings::from_vars(&vars(&[("MEDIC_ALERT_INTERVAL", "hourly")])).unwrap_err();
+        assert!(
+            e.to_string().starts_with("MEDIC_ALERT_INTERVAL=\"hourly\""),
+            "{e}"
+        );
+        let e = Settings::from_vars(&vars(&[("MAIL_SERVER", "smtp.example.com")])).unwrap_err();
+        assert!(e.to_string().contains("ADMIN_EMAIL"), "{e}");
+        let e = Settings::from_vars(&vars(&[
+            ("MEDIC_ALERT_INTERVAL", "hourly"),
+            ("MEDIC_RESTART_COOLDOWN", "ten"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("MEDIC_RESTART_COOLDOWN"), "{e}");
     }
 
     #[test]

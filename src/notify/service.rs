@@ -248,18 +248,10 @@ pub fn backoff(attempts: u32, max: Duration) -> Duration {
 /// What the notifier's task tests share: settings, a [`Shared`] on a store, alerts.
 #[cfg(test)]
 pub(crate) mod test_support {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::notify::event::AlertKind;
 
-    /// Variables from pairs.
-    pub(crate) fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    pub(crate) use crate::config::vars_of as vars;
 
     /// Settings with email to a closed local port, plus `pairs`.
     pub(crate) fn settings(pairs: &[(&str, &str)]) -> NotifySettings {

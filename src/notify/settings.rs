@@ -165,30 +165,19 @@ fn is_off(v: &str) -> bool {
         .any(|o| v.eq_ignore_ascii_case(o))
 }
 
-/// The trimmed value of `name`, with its name, unless unset or blank.
-pub(crate) fn var<'a>(
-    vars: &'a HashMap<String, String>,
-    name: &'static str,
-) -> Option<(&'static str, &'a str)> {
-    vars.get(name)
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-        .map(|v| (name, v))
-}
+/// The trimmed value of `name`, with its name, unless unset or blank (the channels read theirs
+/// with it too).
+pub(crate) use crate::config::lookup as var;
 
 pub(crate) fn invalid(var: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        var: var.to_string(),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError::invalid(var, value, reason)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::vars_of as vars;
     use crate::notify::channels::webhook::WebhookChannel;
-    use crate::notify::service::test_support::vars;
 
     #[test]
     fn defaults() {
