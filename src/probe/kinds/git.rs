@@ -20,9 +20,48 @@ use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
-use super::secret::mask_uri;
-use super::spec::GitSettings;
-use super::{Failure, Recorder, Severity};
+use super::{Key, Kind, Res, Resolver, Shape};
+use crate::probe::secret::mask_uri;
+use crate::probe::{Failure, ProbeContext, Recorder, Severity};
+
+/// Settings of a `git` probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitSettings {
+    /// The repository's work tree (the directory holding `.git`).
+    pub path: PathBuf,
+    /// Remote whose host must be reachable (default `origin`).
+    pub remote: String,
+    /// Whether to try a TCP connection to the remote's host (default true).
+    pub check_remote: bool,
+}
+
+impl Kind for GitSettings {
+    const TYPE: &'static str = "git";
+    const KEYS: &'static [Key] = &[
+        ("path", Shape::Scalar),
+        ("remote", Shape::Scalar),
+        ("check_remote", Shape::Scalar),
+    ];
+    const INFORMATIONAL: bool = true;
+
+    fn resolve(r: &Resolver) -> Res<GitSettings> {
+        Ok(GitSettings {
+            path: PathBuf::from(
+                r.required("path", "the repository's directory as mounted into medic")?,
+            ),
+            remote: r.text_or("remote", "origin")?,
+            check_remote: r.boolean("check_remote", true)?,
+        })
+    }
+
+    fn target(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn run(&self, _ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
+        run(self, rec).await
+    }
+}
 
 /// How many changed paths are listed in the details (the count is always exact).
 const LISTED_CHANGES: usize = 20;
@@ -40,7 +79,7 @@ pub(crate) struct RepoState {
     pub changes: Option<Vec<String>>,
 }
 
-pub(crate) async fn run(s: &GitSettings, rec: &Recorder) -> Result<(), Failure> {
+async fn run(s: &GitSettings, rec: &Recorder) -> Result<(), Failure> {
     let path = s.path.clone();
     let remote = s.remote.clone();
     let state = rec
