@@ -316,7 +316,7 @@ fn valid_probe_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::probe::kinds::ProbeKind;
 
@@ -344,7 +344,8 @@ mod tests {
         assert!(e.to_string().starts_with("m.yaml:2:"), "{e}");
     }
 
-    fn label_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    /// Labels from pairs, as a container carries them.
+    pub(crate) fn label_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

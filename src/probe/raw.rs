@@ -189,10 +189,7 @@ impl<'de> Deserialize<'de> for RawProbe {
             ) -> Result<RawProbe, A::Error> {
                 let mut seen = std::collections::BTreeSet::new();
                 let mut values = BTreeMap::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let Some((key, shape)) = kinds::key(&key) else {
-                        return Err(A::Error::unknown_field(&key, kinds::all_keys()));
-                    };
+                while let Some((key, shape)) = map.next_key_seed(KnownKey)? {
                     if !seen.insert(key) {
                         return Err(A::Error::duplicate_field(key));
                     }
@@ -216,6 +213,30 @@ impl<'de> Deserialize<'de> for RawProbe {
     }
 }
 
+/// Reads a key of the record, refusing an unknown one while the parser still points at it,
+/// so the error names the key's own line and column.
+struct KnownKey;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KnownKey {
+    type Value = Key;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for KnownKey {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("field identifier")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+        kinds::key(v).ok_or_else(|| E::unknown_field(v, kinds::all_keys()))
+    }
+}
+
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub(crate) fn closest<'a>(
     word: &str,
@@ -235,5 +256,35 @@ pub(crate) fn unknown_key_message(key: &str, valid: &[&str]) -> String {
     match closest(key, valid.iter().copied()) {
         Some(s) => format!("unknown key `{key}`; did you mean `{s}`?"),
         None => format!("unknown key `{key}`; valid keys: {}", valid.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::probe::kinds::from_yaml;
+
+    #[test]
+    fn a_key_without_a_value_counts_as_unset() {
+        let spec = from_yaml("type: tcp\nhost: db\nport: 1\ncomponent: ~").unwrap();
+        assert_eq!(spec.component, "p");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_on_its_own_line() {
+        let e = from_yaml("type: tcp\nhost: db\ntimout: 1s").unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "m.yaml:5:5: probe `p`, key `timout`: unknown key `timout`; did you mean `timeout`?"
+            ),
+            "{e}"
+        );
+        let e = from_yaml("type: tcp\nhost: db\nhost: dc").unwrap_err();
+        assert!(e.to_string().contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_shape_is_named_where_it_is() {
+        let e = from_yaml("type: http\nurl: http://app/\nheaders: yes").unwrap_err();
+        assert!(e.to_string().starts_with("m.yaml:5:"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 //! the headers a user configures, body readers that stop at a size bound, and error texts that
 //! say what went wrong in words, without URLs.
 
-use super::secret::Secret;
+use super::secret::{Secret, SecretUri};
 use super::size::format_size;
 
 /// An HTTP header to send. Its value is kept as a [`Secret`] because headers are where tokens go.
@@ -19,7 +19,7 @@ pub struct Header {
 
 /// The credentials among `headers`, as they might appear in an error text: each sensitive
 /// value, and its token alone (`Bearer <token>` quoted without `Bearer`).
-pub(crate) fn header_secrets(headers: &[Header]) -> Vec<String> {
+fn header_secrets(headers: &[Header]) -> Vec<String> {
     let mut out = Vec::new();
     for h in headers.iter().filter(|h| h.sensitive) {
         out.push(h.value.expose().to_string());
@@ -27,6 +27,15 @@ pub(crate) fn header_secrets(headers: &[Header]) -> Vec<String> {
             out.push(token.to_string());
         }
     }
+    out
+}
+
+/// What a request to `url` with `headers` carries that must not show in a result: the
+/// sensitive headers, and a password written in the URL. The URL is held in clear, so building
+/// its [`SecretUri`] here also registers the password with [`crate::redact`].
+pub(crate) fn request_secrets(url: &reqwest::Url, headers: &[Header]) -> Vec<String> {
+    let mut out = header_secrets(headers);
+    out.extend(SecretUri::new(url.as_str()).password_forms());
     out
 }
 

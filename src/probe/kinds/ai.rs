@@ -312,6 +312,7 @@ fn contains_word(text: &str, word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::kinds::from_yaml;
 
     #[test]
     fn urls_accept_bases_with_or_without_the_version() {
@@ -361,5 +362,23 @@ mod tests {
         );
         assert!(explain_status(reqwest::StatusCode::BAD_GATEWAY, b"")
             .starts_with("the provider failed (HTTP 502)"));
+    }
+
+    #[test]
+    fn a_file_probe_without_a_key_names_the_providers_variable() {
+        let e = from_yaml("type: ai\nprovider: gemini").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("api_key"));
+        assert!(e.to_string().contains("GEMINI_API_KEY"), "{e}");
+        let spec = from_yaml(
+            "type: ai\nprovider: openai-compatible\nbase_url: http://ollama:11434/v1/\nmodel: m",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.kind.target(),
+            "openai-compatible m at http://ollama:11434/v1"
+        );
+        assert!(spec.kind.secret_values().is_empty());
+        let e = from_yaml("type: ai\nprovider: claude").unwrap_err();
+        assert!(e.to_string().contains("unknown provider"), "{e}");
     }
 }

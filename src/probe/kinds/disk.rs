@@ -102,3 +102,21 @@ async fn run(s: &DiskSettings, rec: &Recorder) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::probe::kinds::from_yaml;
+
+    #[test]
+    fn critical_may_not_exceed_warning() {
+        let e = from_yaml("type: disk\nwarning: 1GB\ncritical: 2GB").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("critical"));
+        let e = from_yaml("type: disk\nwarning: lots").unwrap_err();
+        assert!(e.to_string().contains("warning=\"lots\" is invalid"), "{e}");
+        let spec = from_yaml("type: disk").unwrap();
+        assert!(spec.is_informational() && spec.restart.is_empty());
+        assert_eq!(spec.kind.target(), "/");
+        let e = from_yaml("type: disk\nrestart: [app]").unwrap_err();
+        assert!(e.to_string().contains("informational"), "{e}");
+    }
+}

@@ -261,18 +261,12 @@ fn out_of_scope(container: &str, why: &str) -> String {
 mod tests {
     use super::*;
     use crate::probe::kinds::ProbeKind;
+    use crate::probe::parse::tests::label_map;
     use crate::probe::parse::{parse_labels, parse_yaml};
     use crate::probe::vars::LabelVariables;
 
     fn no_env(_: &str) -> Option<String> {
         None
-    }
-
-    fn label_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     #[test]

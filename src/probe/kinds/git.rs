@@ -525,6 +525,7 @@ fn parse_index(data: &[u8]) -> Result<Vec<IndexEntry>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::kinds::from_yaml;
 
     #[test]
     fn remote_addresses_of_every_url_form() {
@@ -576,5 +577,18 @@ mod tests {
         assert!(parse_index(b"DIRC\0\0\0\x09\0\0\0\0").is_err());
         assert!(parse_index(b"DIRC\0\0\0\x02\0\0\0\x05").is_err());
         assert_eq!(parse_index(b"DIRC\0\0\0\x02\0\0\0\0").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_path_is_required_and_the_remote_is_checked_by_default() {
+        let e = from_yaml("type: git").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("path"));
+        let spec = from_yaml("type: git\npath: /repo\ncheck_remote: no").unwrap();
+        let crate::probe::ProbeKind::Git(g) = &spec.kind else {
+            panic!()
+        };
+        assert_eq!((g.remote.as_str(), g.check_remote), ("origin", false));
+        let e = from_yaml("type: git\npath: /repo\ncheck_remote: maybe").unwrap_err();
+        assert!(e.to_string().ends_with("expected true or false"), "{e}");
     }
 }

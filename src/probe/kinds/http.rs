@@ -7,10 +7,10 @@ use tokio::time::Instant;
 
 use super::{Key, Kind, Res, Resolver, Shape};
 use crate::probe::reply::{
-    describe, header_secrets, json_equals, parse_json, read_bounded, read_prefix, snippet,
+    describe, json_equals, parse_json, read_bounded, read_prefix, request_secrets, snippet,
     with_headers, Header, ERROR_BODY, MAX_BODY,
 };
-use crate::probe::secret::{mask_url, SecretUri};
+use crate::probe::secret::mask_url;
 use crate::probe::{human, Failure, ProbeContext, Recorder};
 
 /// Settings of an `http` probe.
@@ -100,12 +100,8 @@ impl Kind for HttpSettings {
         format!("{} {}", self.method, mask_url(self.url.as_str()))
     }
 
-    /// The sensitive headers, and a password written in the URL: the URL is held in clear, so
-    /// building its [`SecretUri`] here also registers the password with [`crate::redact`].
     fn secret_values(&self) -> Vec<String> {
-        let mut out = header_secrets(&self.headers);
-        out.extend(SecretUri::new(self.url.as_str()).password_forms());
-        out
+        request_secrets(&self.url, &self.headers)
     }
 
     async fn run(&self, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
@@ -185,4 +181,20 @@ fn check(s: &HttpSettings, status: u16, body: &[u8], latency: Duration) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::probe::kinds::from_yaml;
+
+    #[test]
+    fn a_json_pointer_needs_its_value_and_the_method_is_upper_case() {
+        let e =
+            from_yaml("type: http\nurl: http://app/\nexpect_json_pointer: /status").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("expect_json_pointer"));
+        assert!(e.to_string().contains("needs expect_json_value"), "{e}");
+        let spec = from_yaml("type: http\nurl: http://u:pw@app/\nmethod: post").unwrap();
+        assert_eq!(spec.kind.target(), "POST http://u:***@app/");
+        assert!(spec.kind.secret_values().contains(&"pw".to_string()));
+    }
 }

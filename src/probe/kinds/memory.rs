@@ -121,6 +121,7 @@ async fn run(s: &MemorySettings, rec: &Recorder) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::kinds::from_yaml;
 
     #[test]
     fn meminfo_is_parsed_in_bytes() {
@@ -129,5 +130,21 @@ mod tests {
         assert!(parse_meminfo("MemTotal: 1 kB\n")
             .unwrap_err()
             .contains("MemAvailable"));
+    }
+
+    #[test]
+    fn percentages_are_bounded_and_ordered() {
+        let e = from_yaml("type: memory\nwarning_percent: 120").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("expected a percentage between 0 and 100"),
+            "{e}"
+        );
+        let e = from_yaml("type: memory\nwarning_percent: 4").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("critical_percent"));
+        assert_eq!(
+            from_yaml("type: memory").unwrap().kind.target(),
+            "/proc/meminfo"
+        );
     }
 }

@@ -187,6 +187,15 @@ pub(crate) fn key(name: &str) -> Option<Key> {
     ALL_KEYS.iter().find(|(k, _)| *k == name).copied()
 }
 
+/// Resolves one probe `p` from the keys of a YAML file (one `key: value` per line), with an
+/// environment that holds no variable: for the kinds' own tests.
+#[cfg(test)]
+pub(crate) fn from_yaml(keys: &str) -> Result<super::ProbeSpec, super::ProbeConfigError> {
+    let indented: String = keys.lines().map(|l| format!("    {l}\n")).collect();
+    let text = format!("probes:\n  p:\n{indented}");
+    super::parse::parse_yaml(&text, "m.yaml", &|_| None).map(|mut specs| specs.remove(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

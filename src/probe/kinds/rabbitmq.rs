@@ -166,3 +166,31 @@ async fn check_queue(
     }
     Ok((ready, consumers))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::probe::kinds::from_yaml;
+    use crate::probe::kinds::ProbeKind;
+
+    #[test]
+    fn queues_are_required_and_one_consumer_is_the_default() {
+        let e = from_yaml("type: rabbitmq\nuri: amqp://mq").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("queues"));
+        let spec = from_yaml("type: rabbitmq\nuri: amqp://u:pw@mq\nqueues: a, b").unwrap();
+        let ProbeKind::Rabbitmq(r) = &spec.kind else {
+            panic!()
+        };
+        assert_eq!(
+            (r.queues.len(), r.min_consumers, r.max_messages),
+            (2, 1, None)
+        );
+        assert!(
+            spec.kind.target().ends_with("queues a,b"),
+            "{}",
+            spec.kind.target()
+        );
+        assert!(!spec.kind.target().contains("pw"));
+        let e = from_yaml("type: rabbitmq\nuri: http://mq\nqueues: a").unwrap_err();
+        assert!(e.to_string().contains("is not a amqp URI"), "{e}");
+    }
+}

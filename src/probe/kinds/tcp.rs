@@ -63,3 +63,26 @@ async fn run(s: &TcpSettings, rec: &Recorder) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::probe::kinds::from_yaml;
+
+    #[test]
+    fn a_port_is_required_and_not_zero() {
+        let e = from_yaml("type: tcp\nhost: db").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.yaml: probe `p`, key `port`: is required: the port to connect to"
+        );
+        let e = from_yaml("type: tcp\nhost: db\nport: 0").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("expected a port number between 1 and 65535"),
+            "{e}"
+        );
+        let spec = from_yaml("type: tcp\nhost: db\nport: 5432").unwrap();
+        assert_eq!(spec.kind.target(), "db:5432");
+        assert!(spec.kind.secret_values().is_empty());
+    }
+}

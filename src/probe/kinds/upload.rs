@@ -16,10 +16,10 @@ use tokio::time::Instant;
 
 use super::{Key, Kind, Res, Resolver, Shape};
 use crate::probe::reply::{
-    describe, header_secrets, json_equals, parse_json, read_bounded, read_prefix, snippet,
+    describe, json_equals, parse_json, read_bounded, read_prefix, request_secrets, snippet,
     status_error, with_headers, Header, ERROR_BODY, MAX_BODY,
 };
-use crate::probe::secret::{mask_url, SecretUri};
+use crate::probe::secret::mask_url;
 use crate::probe::{human, Failure, ProbeContext, Recorder};
 
 /// Settings of an `upload` probe.
@@ -123,12 +123,8 @@ impl Kind for UploadSettings {
         mask_url(self.url.as_str())
     }
 
-    /// The sensitive headers, and a password written in the URL: the URL is held in clear, so
-    /// building its [`SecretUri`] here also registers the password with [`crate::redact`].
     fn secret_values(&self) -> Vec<String> {
-        let mut out = header_secrets(&self.headers);
-        out.extend(SecretUri::new(self.url.as_str()).password_forms());
-        out
+        request_secrets(&self.url, &self.headers)
     }
 
     async fn run(&self, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
@@ -307,5 +303,30 @@ async fn poll(
             ));
         }
         tokio::time::sleep(s.poll_interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::kinds::from_yaml;
+    use crate::probe::kinds::ProbeKind;
+
+    #[test]
+    fn templates_need_an_id_and_delete_defaults_to_status() {
+        let e = from_yaml("type: upload\nurl: http://app/up\nstatus_url: /docs/1").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("status_url"));
+        assert!(e.to_string().contains("must contain {id}"), "{e}");
+        let spec = from_yaml("type: upload\nurl: http://app/up\nstatus_url: /docs/{id}").unwrap();
+        let ProbeKind::Upload(u) = &spec.kind else {
+            panic!()
+        };
+        assert_eq!(u.delete_url, "/docs/{id}");
+        assert_eq!(u.failed_values, ["failed", "error"]);
+        assert_eq!(u.poll_interval, Duration::from_secs(1));
+        assert_eq!(
+            (u.id_pointer.as_str(), u.text_pointer.as_str()),
+            ("/id", "/text")
+        );
     }
 }
