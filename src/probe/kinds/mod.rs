@@ -2,11 +2,14 @@
 //!
 //! A type's file holds everything about it: its settings, how they are read from a file or
 //! labels and checked ([`Kind::resolve`]), the keys it accepts ([`Kind::KEYS`]), how its target
-//! reads in tables, the secrets it carries, how it runs, and its unit tests. The [`kinds!`]
-//! line below then adds it to the configuration (the key table and the resolver), to
-//! [`ProbeKind`] and to the dispatch of [`super::run`]. Dispatch is a `match` on [`ProbeKind`]
-//! rather than a trait object: the set of types is closed, each type's settings are typed, and
-//! the compiler checks that every type is handled.
+//! reads in tables, the secrets it carries, how it runs, and its unit tests.
+//!
+//! Adding a type (say `redis`) is one new file, `kinds/redis.rs`, whose settings implement
+//! [`Kind`], and one line in the registry below, `Redis(redis::RedisSettings),`: that line
+//! declares the module and adds the type to [`ProbeKind`], to the key table (so the file and
+//! labels accept its keys), to the resolver and to the dispatch of [`super::run`]. Dispatch is a
+//! `match` on [`ProbeKind`] rather than a trait object: the set of types is closed, each type's
+//! settings are typed, and the compiler checks that every type is handled.
 
 use std::future::Future;
 use std::sync::LazyLock;
@@ -15,17 +18,6 @@ use super::common::COMMON_KEYS;
 use super::raw::{Key, Shape};
 use super::resolve::{Res, Resolver};
 use super::{Failure, ProbeContext, Recorder};
-
-pub mod ai;
-pub mod disk;
-pub mod exec;
-pub mod git;
-pub mod http;
-pub mod memory;
-pub mod mongodb;
-pub mod rabbitmq;
-pub mod tcp;
-pub mod upload;
 
 /// What a probe type provides: implemented by its settings.
 pub(crate) trait Kind: Sized {
@@ -56,9 +48,14 @@ pub(crate) trait Kind: Sized {
     ) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
-/// Declares [`ProbeKind`] and everything that lists the types, from one line per type.
+/// Declares each type's module, [`ProbeKind`] and everything that lists the types, from one
+/// line per type: `Variant(module::Settings)`.
 macro_rules! kinds {
-    ($($(#[$doc:meta])* $variant:ident($settings:ty),)*) => {
+    ($($(#[$doc:meta])* $variant:ident($module:ident::$name:ident),)*) => {
+        $(pub mod $module;)*
+        kinds!(@list $($(#[$doc])* $variant($module::$name),)*);
+    };
+    (@list $($(#[$doc:meta])* $variant:ident($settings:ty),)*) => {
         /// The probe types of SPEC "Probes", each with its settings.
         #[derive(Debug, Clone, PartialEq)]
         pub enum ProbeKind {
