@@ -6,27 +6,23 @@
 //! never panics: every run is bounded by the probe's `timeout`, and a run that hits it fails
 //! naming the step that hung.
 //!
-//! Each type lives in its own file. Dispatch is a `match` on [`ProbeKind`] rather than a trait
-//! object: the set of types is closed, each type's settings are typed, and the compiler checks
-//! that every type is handled.
+//! Each type lives in its own file under [`kinds`], listed once in its registry; what every
+//! probe shares (schedule, timeout, restart, threshold, component) is in [`common`].
 //!
 //! Secrets never leave this module in clear: settings hold them in [`Secret`]/[`SecretUri`], and
 //! every string of a result is scrubbed of the probe's secret values before it is returned.
 
+mod common;
+mod error;
+pub mod kinds;
+mod parse;
+mod raw;
+mod reply;
+mod resolve;
 pub mod secret;
+mod size;
 pub mod spec;
 pub mod vars;
-
-mod ai;
-mod disk;
-mod exec;
-mod git;
-mod http;
-mod memory;
-mod mongodb;
-mod rabbitmq;
-mod tcp;
-mod upload;
 
 use std::fmt;
 use std::future::Future;
@@ -39,7 +35,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-pub(crate) use http::{describe, read_prefix, ERROR_BODY};
+pub(crate) use reply::{describe, read_prefix, ERROR_BODY};
 pub use secret::{mask_uri, Secret, SecretUri};
 pub use spec::{
     parse_labels, parse_labels_each, parse_yaml, AiProvider, AiSettings, ConfigOrigin,
@@ -407,7 +403,7 @@ pub async fn run(spec: &ProbeSpec, ctx: &ProbeContext) -> ProbeResult {
     );
     // Boxed: the largest probe futures (mongodb, amqp) are tens of KiB; inline, every probe's
     // idle loop task would carry that much between runs.
-    let work = AssertUnwindSafe(Box::pin(dispatch(spec, ctx, &recorder))).catch_unwind();
+    let work = AssertUnwindSafe(Box::pin(spec.kind.run(ctx, &recorder))).catch_unwind();
     let outcome = tokio::time::timeout(spec.timeout, work)
         .instrument(span.clone())
         .await;
@@ -453,16 +449,8 @@ pub async fn run(spec: &ProbeSpec, ctx: &ProbeContext) -> ProbeResult {
         checked_at,
     };
     // The settings' constructors registered their secrets with crate::redact; a password
-    // written in an http or upload URL is held in a plain URL, so it is registered here.
-    match &spec.kind {
-        ProbeKind::Http(s) => {
-            let _ = SecretUri::new(s.url.as_str());
-        }
-        ProbeKind::Upload(s) => {
-            let _ = SecretUri::new(s.url.as_str());
-        }
-        _ => {}
-    }
+    // written in an http or upload URL is held in a plain URL, and is registered by its
+    // kind's `secret_values`.
     scrub_result(&mut result, &spec.kind.secret_values());
     span.in_scope(|| match &result.error {
         None => tracing::debug!(latency_ms = latency.as_millis() as u64, "probe passed"),
@@ -536,21 +524,6 @@ fn scrub_value(value: &mut serde_json::Value, secrets: &[String]) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, secrets)),
         serde_json::Value::Object(map) => map.values_mut().for_each(|v| scrub_value(v, secrets)),
         _ => {}
-    }
-}
-
-async fn dispatch(spec: &ProbeSpec, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
-    match &spec.kind {
-        ProbeKind::Http(s) => http::run(s, ctx, rec).await,
-        ProbeKind::Tcp(s) => tcp::run(s, rec).await,
-        ProbeKind::Mongodb(s) => mongodb::run(s, rec).await,
-        ProbeKind::Rabbitmq(s) => rabbitmq::run(s, rec).await,
-        ProbeKind::Ai(s) => ai::run(s, ctx, rec).await,
-        ProbeKind::Upload(s) => upload::run(s, ctx, rec).await,
-        ProbeKind::Exec(s) => exec::run(s, ctx, rec).await,
-        ProbeKind::Git(s) => git::run(s, rec).await,
-        ProbeKind::Disk(s) => disk::run(s, rec).await,
-        ProbeKind::Memory(s) => memory::run(s, rec).await,
     }
 }
 

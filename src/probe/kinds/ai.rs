@@ -10,11 +10,153 @@
 //! is what the message says. An expired key (401/403), quota (429) and provider errors
 //! (5xx) each get a message that says which; the key itself never appears in any of them.
 
+use std::fmt;
+
 use serde_json::{json, Value};
 
-use super::http::{describe, parse_json, read_bounded, read_prefix, snippet, ERROR_BODY, MAX_BODY};
-use super::spec::{AiProvider, AiSettings};
-use super::{Failure, ProbeContext, Recorder};
+use super::{Key, Kind, Res, Resolver, Shape};
+use crate::probe::reply::{
+    describe, parse_json, read_bounded, read_prefix, snippet, ERROR_BODY, MAX_BODY,
+};
+use crate::probe::secret::Secret;
+use crate::probe::{Failure, ProbeContext, Recorder};
+
+/// Which model API an `ai` probe calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AiProvider {
+    /// OpenAI chat completions.
+    OpenAi,
+    /// Google Gemini generateContent.
+    Gemini,
+    /// Any server with the OpenAI chat-completions shape (Ollama, vLLM, LM Studio).
+    OpenAiCompatible,
+}
+
+impl fmt::Display for AiProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AiProvider::OpenAi => "openai",
+            AiProvider::Gemini => "gemini",
+            AiProvider::OpenAiCompatible => "openai-compatible",
+        })
+    }
+}
+
+/// Settings of an `ai` probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AiSettings {
+    /// The API shape.
+    pub provider: AiProvider,
+    /// Base URL without the API path (`https://api.openai.com`, `http://ollama:11434/v1`).
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// API key; optional only for `openai-compatible`.
+    pub api_key: Option<Secret>,
+    /// Word the reply must contain, case-insensitively and as a whole word (default `OK`).
+    pub expect: String,
+}
+
+impl Kind for AiSettings {
+    const TYPE: &'static str = "ai";
+    const KEYS: &'static [Key] = &[
+        ("provider", Shape::Scalar),
+        ("model", Shape::Scalar),
+        ("base_url", Shape::Scalar),
+        ("api_key", Shape::Scalar),
+        ("expect", Shape::Scalar),
+    ];
+
+    /// Without `api_key`, the provider's own variable (`OPENAI_API_KEY`, `GEMINI_API_KEY`) is
+    /// read: from the file's environment, or for labels only when the operator allowed it.
+    fn resolve(r: &Resolver) -> Res<AiSettings> {
+        let provider_text = r.required("provider", "openai, gemini or openai-compatible")?;
+        let provider = match provider_text.as_str() {
+            "openai" => AiProvider::OpenAi,
+            "gemini" => AiProvider::Gemini,
+            "openai-compatible" | "openai_compatible" => AiProvider::OpenAiCompatible,
+            other => {
+                return Err(r.err(
+                    Some("provider"),
+                    format!(
+                        "unknown provider {other:?}; expected openai, gemini or openai-compatible"
+                    ),
+                ))
+            }
+        };
+        let (default_base, default_model, key_var) = match provider {
+            AiProvider::OpenAi => (
+                Some("https://api.openai.com"),
+                Some("gpt-4o-mini"),
+                Some("OPENAI_API_KEY"),
+            ),
+            AiProvider::Gemini => (
+                Some("https://generativelanguage.googleapis.com"),
+                Some("gemini-2.0-flash"),
+                Some("GEMINI_API_KEY"),
+            ),
+            AiProvider::OpenAiCompatible => (None, None, None),
+        };
+        let base_url = match (r.text("base_url")?, default_base) {
+            (Some(b), _) if !b.is_empty() => b,
+            (_, Some(d)) => d.to_string(),
+            _ => return Err(r.err(
+                Some("base_url"),
+                "is required for openai-compatible: the server's URL, e.g. http://ollama:11434/v1",
+            )),
+        };
+        let parsed = reqwest::Url::parse(&base_url)
+            .map_err(|e| r.err(Some("base_url"), format!("{base_url:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(r.err(Some("base_url"), "expected an http:// or https:// URL"));
+        }
+        let model = match (r.text("model")?, default_model) {
+            (Some(m), _) if !m.is_empty() => m,
+            (_, Some(d)) => d.to_string(),
+            _ => {
+                return Err(r.err(
+                    Some("model"),
+                    "is required for openai-compatible: the model name",
+                ))
+            }
+        };
+        let api_key = match (r.text("api_key")?, key_var) {
+            (Some(k), _) if !k.is_empty() => Some(Secret::new(k)),
+            (_, Some(var)) => match r.env_var("api_key", var)? {
+                Some(k) if !k.is_empty() => Some(Secret::new(k)),
+                _ => {
+                    return Err(r.err(
+                        Some("api_key"),
+                        format!("no API key: set {var} (or {var}_FILE) in medic's environment, or api_key: ${{VAR}}"),
+                    ))
+                }
+            },
+            _ => None,
+        };
+        Ok(AiSettings {
+            provider,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            model,
+            api_key,
+            expect: r.text_or("expect", "OK")?,
+        })
+    }
+
+    fn target(&self) -> String {
+        format!("{} {} at {}", self.provider, self.model, self.base_url)
+    }
+
+    fn secret_values(&self) -> Vec<String> {
+        self.api_key
+            .iter()
+            .map(|k| k.expose().to_string())
+            .collect()
+    }
+
+    async fn run(&self, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
+        run(self, ctx, rec).await
+    }
+}
 
 /// The prompt of SPEC "Probes".
 pub(crate) const PROMPT: &str = "Say 'OK' if you can read this";
@@ -40,7 +182,7 @@ fn gemini_url(base: &str, model: &str) -> String {
     }
 }
 
-pub(crate) async fn run(s: &AiSettings, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
+async fn run(s: &AiSettings, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
     rec.detail("provider", s.provider.to_string());
     rec.detail("model", s.model.clone());
     let (url, body) = match s.provider {
@@ -170,6 +312,7 @@ fn contains_word(text: &str, word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::kinds::from_yaml;
 
     #[test]
     fn urls_accept_bases_with_or_without_the_version() {
@@ -219,5 +362,23 @@ mod tests {
         );
         assert!(explain_status(reqwest::StatusCode::BAD_GATEWAY, b"")
             .starts_with("the provider failed (HTTP 502)"));
+    }
+
+    #[test]
+    fn a_file_probe_without_a_key_names_the_providers_variable() {
+        let e = from_yaml("type: ai\nprovider: gemini").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("api_key"));
+        assert!(e.to_string().contains("GEMINI_API_KEY"), "{e}");
+        let spec = from_yaml(
+            "type: ai\nprovider: openai-compatible\nbase_url: http://ollama:11434/v1/\nmodel: m",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.kind.target(),
+            "openai-compatible m at http://ollama:11434/v1"
+        );
+        assert!(spec.kind.secret_values().is_empty());
+        let e = from_yaml("type: ai\nprovider: claude").unwrap_err();
+        assert!(e.to_string().contains("unknown provider"), "{e}");
     }
 }

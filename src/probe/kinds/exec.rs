@@ -9,24 +9,114 @@
 //! the file, the admin API, `medic probe`) goes through [`run`], so this is the one check.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use futures_util::StreamExt;
 
-use super::http::snippet;
-use super::spec::{ExecSettings, ExecTarget};
-use super::{Failure, ProbeContext, Recorder};
+use super::{Key, Kind, Res, Resolver, Shape};
 use crate::docker::{endpoints, engine_error};
+use crate::probe::raw::Command;
+use crate::probe::reply::snippet;
+use crate::probe::{Failure, ProbeContext, Recorder};
 
 /// How much of the command's output is kept (its end, where errors usually are).
 const MAX_OUTPUT: usize = 16 * 1024;
 
-pub(crate) async fn run(
-    s: &ExecSettings,
-    ctx: &ProbeContext,
-    rec: &Recorder,
-) -> Result<(), Failure> {
+/// Which container an `exec` probe runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecTarget {
+    /// A container name or id.
+    Container(String),
+    /// A running container of a compose service, in `project` or else the watched project.
+    Service {
+        /// The compose service.
+        service: String,
+        /// The compose project, when it must be pinned.
+        project: Option<String>,
+    },
+}
+
+impl fmt::Display for ExecTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecTarget::Container(name) => write!(f, "container {name}"),
+            ExecTarget::Service { service, .. } => write!(f, "service {service}"),
+        }
+    }
+}
+
+/// Settings of an `exec` probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecSettings {
+    /// Where the command runs.
+    pub target: ExecTarget,
+    /// The command: a YAML list runs as is; a string runs through `/bin/sh -c`.
+    pub command: Vec<String>,
+}
+
+impl Kind for ExecSettings {
+    const TYPE: &'static str = "exec";
+    const KEYS: &'static [Key] = &[
+        ("container", Shape::Scalar),
+        ("service", Shape::Scalar),
+        ("project", Shape::Scalar),
+        ("command", Shape::Command),
+    ];
+
+    /// A label probe runs in its own container when neither `container` nor `service` is set,
+    /// and a `service` it names is looked for in its own compose project.
+    fn resolve(r: &Resolver) -> Res<ExecSettings> {
+        let container = r.text("container")?;
+        let service = r.text("service")?;
+        let project = r.text("project")?;
+        let target = match (container, service, r.labels()) {
+            (Some(_), Some(_), _) => {
+                return Err(r.err(Some("service"), "set either container or service, not both"))
+            }
+            (Some(c), None, _) => ExecTarget::Container(c),
+            (None, Some(s), _) => ExecTarget::Service {
+                service: s,
+                project: project.or_else(|| r.label_project().map(str::to_string)),
+            },
+            (None, None, Some((container, _))) => ExecTarget::Container(container.to_string()),
+            (None, None, None) => {
+                return Err(r.err(
+                    Some("service"),
+                    "is required: the compose service (or `container`) to run the command in",
+                ))
+            }
+        };
+        let command = match r.command("command") {
+            None => Vec::new(),
+            Some(Command::Shell(s)) => {
+                vec!["/bin/sh".into(), "-c".into(), r.subst("command", s)?.value]
+            }
+            Some(Command::Argv(args)) => args
+                .into_iter()
+                .map(|a| r.subst("command", a).map(|s| s.value))
+                .collect::<Res<Vec<_>>>()?,
+        };
+        if command.is_empty() || command.iter().all(|c| c.trim().is_empty()) {
+            return Err(r.err(
+                Some("command"),
+                "is required: the command to run, e.g. [pg_isready] or \"test -f /tmp/ok\"",
+            ));
+        }
+        Ok(ExecSettings { target, command })
+    }
+
+    fn target(&self) -> String {
+        format!("{} `{}`", self.target, self.command.join(" "))
+    }
+
+    async fn run(&self, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
+        run(self, ctx, rec).await
+    }
+}
+
+async fn run(s: &ExecSettings, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
     let docker = ctx.docker.as_ref().ok_or_else(|| {
         Failure::new("no Docker client: mount /var/run/docker.sock for exec probes")
     })?;
@@ -165,4 +255,46 @@ fn out_of_scope(container: &str, why: &str) -> String {
     format!(
         "refused to run the command in container {container:?}: it is outside medic's scope: {why}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::kinds::ProbeKind;
+    use crate::probe::parse::tests::label_map;
+    use crate::probe::parse::{parse_labels, parse_yaml};
+    use crate::probe::vars::LabelVariables;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn label_probes_belong_to_their_containers_project() {
+        let l = label_map(&[
+            ("com.docker.compose.project", "shop"),
+            ("medic.probe.ping.type", "exec"),
+            ("medic.probe.ping.service", "db"),
+            ("medic.probe.ping.command", "true"),
+        ]);
+        let spec = parse_labels("shop-web-1", "web", &l, &no_env, &LabelVariables::default())
+            .unwrap()
+            .remove(0);
+        assert_eq!(spec.project.as_deref(), Some("shop"));
+        let ProbeKind::Exec(e) = &spec.kind else {
+            panic!()
+        };
+        assert_eq!(
+            e.target,
+            ExecTarget::Service {
+                service: "db".into(),
+                project: Some("shop".into())
+            }
+        );
+        let text = "probes:\n  ping:\n    type: exec\n    service: db\n    command: \"true\"\n";
+        assert_eq!(
+            parse_yaml(text, "m.yaml", &no_env).unwrap()[0].project,
+            None
+        );
+    }
 }

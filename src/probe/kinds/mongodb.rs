@@ -14,10 +14,54 @@ use ::mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
 use ::mongodb::options::ClientOptions;
 use ::mongodb::Client;
 
-use super::spec::MongodbSettings;
-use super::{Failure, Recorder};
+use super::{Key, Kind, Res, Resolver, Shape};
+use crate::probe::secret::SecretUri;
+use crate::probe::{Failure, ProbeContext, Recorder};
 
-pub(crate) async fn run(s: &MongodbSettings, rec: &Recorder) -> Result<(), Failure> {
+/// Settings of a `mongodb` probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MongodbSettings {
+    /// Connection string (`mongodb://…`), password masked when printed.
+    pub uri: SecretUri,
+    /// Database of the probe collection (default `medic_probe`).
+    pub database: String,
+    /// Probe collection (default `probes`).
+    pub collection: String,
+}
+
+impl Kind for MongodbSettings {
+    const TYPE: &'static str = "mongodb";
+    const KEYS: &'static [Key] = &[
+        ("uri", Shape::Scalar),
+        ("database", Shape::Scalar),
+        ("collection", Shape::Scalar),
+    ];
+
+    fn resolve(r: &Resolver) -> Res<MongodbSettings> {
+        Ok(MongodbSettings {
+            uri: r.uri(
+                &["mongodb", "mongodb+srv"],
+                "mongodb://user:pass@mongo:27017",
+            )?,
+            database: r.text_or("database", "medic_probe")?,
+            collection: r.text_or("collection", "probes")?,
+        })
+    }
+
+    fn target(&self) -> String {
+        format!("{} {}.{}", self.uri, self.database, self.collection)
+    }
+
+    fn secret_values(&self) -> Vec<String> {
+        self.uri.password_forms()
+    }
+
+    async fn run(&self, _ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
+        run(self, rec).await
+    }
+}
+
+async fn run(s: &MongodbSettings, rec: &Recorder) -> Result<(), Failure> {
     rec.detail("database", s.database.clone());
     rec.detail("collection", s.collection.clone());
     let client = rec
@@ -100,4 +144,45 @@ pub(crate) async fn run(s: &MongodbSettings, rec: &Recorder) -> Result<(), Failu
     checked?;
     deleted?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::probe::parse::parse_labels;
+    use crate::probe::vars::LabelVariables;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_changed_secret_makes_a_different_probe_though_it_prints_the_same() {
+        // The scheduler restarts a probe whose spec changed; a new password in a label (the
+        // container recreated with it) must count as a change though both print masked.
+        let spec = |password: &str| {
+            let labels = HashMap::from([
+                ("medic.probe.db.type".to_string(), "mongodb".to_string()),
+                (
+                    "medic.probe.db.uri".to_string(),
+                    format!("mongodb://medic:{password}@db:27017/shop"),
+                ),
+            ]);
+            parse_labels(
+                "shop-db-1",
+                "db",
+                &labels,
+                &no_env,
+                &LabelVariables::default(),
+            )
+            .unwrap()
+            .remove(0)
+        };
+        let (old, new) = (spec("first-secret"), spec("second-secret"));
+        assert_eq!(format!("{old:?}"), format!("{new:?}"));
+        assert!(!format!("{old:?}").contains("secret"));
+        assert_ne!(old, new);
+        assert_eq!(old, spec("first-secret"));
+    }
 }

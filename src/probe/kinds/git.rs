@@ -20,9 +20,48 @@ use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
-use super::secret::mask_uri;
-use super::spec::GitSettings;
-use super::{Failure, Recorder, Severity};
+use super::{Key, Kind, Res, Resolver, Shape};
+use crate::probe::secret::mask_uri;
+use crate::probe::{Failure, ProbeContext, Recorder, Severity};
+
+/// Settings of a `git` probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitSettings {
+    /// The repository's work tree (the directory holding `.git`).
+    pub path: PathBuf,
+    /// Remote whose host must be reachable (default `origin`).
+    pub remote: String,
+    /// Whether to try a TCP connection to the remote's host (default true).
+    pub check_remote: bool,
+}
+
+impl Kind for GitSettings {
+    const TYPE: &'static str = "git";
+    const KEYS: &'static [Key] = &[
+        ("path", Shape::Scalar),
+        ("remote", Shape::Scalar),
+        ("check_remote", Shape::Scalar),
+    ];
+    const INFORMATIONAL: bool = true;
+
+    fn resolve(r: &Resolver) -> Res<GitSettings> {
+        Ok(GitSettings {
+            path: PathBuf::from(
+                r.required("path", "the repository's directory as mounted into medic")?,
+            ),
+            remote: r.text_or("remote", "origin")?,
+            check_remote: r.boolean("check_remote", true)?,
+        })
+    }
+
+    fn target(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn run(&self, _ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
+        run(self, rec).await
+    }
+}
 
 /// How many changed paths are listed in the details (the count is always exact).
 const LISTED_CHANGES: usize = 20;
@@ -40,7 +79,7 @@ pub(crate) struct RepoState {
     pub changes: Option<Vec<String>>,
 }
 
-pub(crate) async fn run(s: &GitSettings, rec: &Recorder) -> Result<(), Failure> {
+async fn run(s: &GitSettings, rec: &Recorder) -> Result<(), Failure> {
     let path = s.path.clone();
     let remote = s.remote.clone();
     let state = rec
@@ -486,6 +525,7 @@ fn parse_index(data: &[u8]) -> Result<Vec<IndexEntry>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::kinds::from_yaml;
 
     #[test]
     fn remote_addresses_of_every_url_form() {
@@ -537,5 +577,18 @@ mod tests {
         assert!(parse_index(b"DIRC\0\0\0\x09\0\0\0\0").is_err());
         assert!(parse_index(b"DIRC\0\0\0\x02\0\0\0\x05").is_err());
         assert_eq!(parse_index(b"DIRC\0\0\0\x02\0\0\0\0").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_path_is_required_and_the_remote_is_checked_by_default() {
+        let e = from_yaml("type: git").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("path"));
+        let spec = from_yaml("type: git\npath: /repo\ncheck_remote: no").unwrap();
+        let crate::probe::ProbeKind::Git(g) = &spec.kind else {
+            panic!()
+        };
+        assert_eq!((g.remote.as_str(), g.check_remote), ("origin", false));
+        let e = from_yaml("type: git\npath: /repo\ncheck_remote: maybe").unwrap_err();
+        assert!(e.to_string().ends_with("expected true or false"), "{e}");
     }
 }

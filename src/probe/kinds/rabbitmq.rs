@@ -8,10 +8,63 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
-use super::spec::RabbitmqSettings;
-use super::{Failure, Recorder};
+use super::{Key, Kind, Res, Resolver, Shape};
+use crate::probe::secret::SecretUri;
+use crate::probe::{Failure, ProbeContext, Recorder};
 
-pub(crate) async fn run(s: &RabbitmqSettings, rec: &Recorder) -> Result<(), Failure> {
+/// Settings of a `rabbitmq` probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RabbitmqSettings {
+    /// AMQP URI (`amqp://user:pass@host:5672/vhost`), password masked when printed.
+    pub uri: SecretUri,
+    /// Queues that must exist; never declared, only checked passively.
+    pub queues: Vec<String>,
+    /// Most ready messages a queue may hold; `None` checks nothing.
+    pub max_messages: Option<u32>,
+    /// Fewest consumers a queue must have (default 1).
+    pub min_consumers: u32,
+}
+
+impl Kind for RabbitmqSettings {
+    const TYPE: &'static str = "rabbitmq";
+    const KEYS: &'static [Key] = &[
+        ("uri", Shape::Scalar),
+        ("queues", Shape::List),
+        ("max_messages", Shape::Scalar),
+        ("min_consumers", Shape::Scalar),
+    ];
+
+    fn resolve(r: &Resolver) -> Res<RabbitmqSettings> {
+        let uri = r.uri(&["amqp"], "amqp://user:pass@rabbitmq:5672/%2f")?;
+        let queues = r.list("queues")?.unwrap_or_default();
+        if queues.is_empty() {
+            return Err(r.err(
+                Some("queues"),
+                "is required: the queues to check, e.g. [uploads]",
+            ));
+        }
+        Ok(RabbitmqSettings {
+            uri,
+            queues,
+            max_messages: r.number("max_messages", "a whole number")?,
+            min_consumers: r.number("min_consumers", "a whole number")?.unwrap_or(1),
+        })
+    }
+
+    fn target(&self) -> String {
+        format!("{} queues {}", self.uri, self.queues.join(","))
+    }
+
+    fn secret_values(&self) -> Vec<String> {
+        self.uri.password_forms()
+    }
+
+    async fn run(&self, _ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
+        run(self, rec).await
+    }
+}
+
+async fn run(s: &RabbitmqSettings, rec: &Recorder) -> Result<(), Failure> {
     let connection = rec
         .step("connect", async {
             let properties = ConnectionProperties::default()
@@ -112,4 +165,32 @@ async fn check_queue(
         ));
     }
     Ok((ready, consumers))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::probe::kinds::from_yaml;
+    use crate::probe::kinds::ProbeKind;
+
+    #[test]
+    fn queues_are_required_and_one_consumer_is_the_default() {
+        let e = from_yaml("type: rabbitmq\nuri: amqp://mq").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("queues"));
+        let spec = from_yaml("type: rabbitmq\nuri: amqp://u:pw@mq\nqueues: a, b").unwrap();
+        let ProbeKind::Rabbitmq(r) = &spec.kind else {
+            panic!()
+        };
+        assert_eq!(
+            (r.queues.len(), r.min_consumers, r.max_messages),
+            (2, 1, None)
+        );
+        assert!(
+            spec.kind.target().ends_with("queues a,b"),
+            "{}",
+            spec.kind.target()
+        );
+        assert!(!spec.kind.target().contains("pw"));
+        let e = from_yaml("type: rabbitmq\nuri: http://mq\nqueues: a").unwrap_err();
+        assert!(e.to_string().contains("is not a amqp URI"), "{e}");
+    }
 }

@@ -1,14 +1,43 @@
-//! The `http` probe: one request, then its status, body text, a JSON value and its latency are
-//! checked. Also the HTTP helpers the `ai` and `upload` probes (and the webhook notifier) share:
-//! body readers that stop at a size bound, and error texts that say what went wrong in words,
-//! without URLs.
+//! What the probes that speak HTTP (`http`, `ai`, `upload`, and the webhook notifier) share:
+//! the headers a user configures, body readers that stop at a size bound, and error texts that
+//! say what went wrong in words, without URLs.
 
-use std::time::Duration;
+use super::secret::{Secret, SecretUri};
+use super::size::format_size;
 
-use tokio::time::Instant;
+/// An HTTP header to send. Its value is kept as a [`Secret`] because headers are where tokens go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// Header name.
+    pub name: String,
+    /// Header value (masked when printed).
+    pub value: Secret,
+    /// True when the value is a credential (an `Authorization`-like name, or a value taken from
+    /// the environment): results are scrubbed of it.
+    pub sensitive: bool,
+}
 
-use super::spec::{format_size, Header, HttpSettings};
-use super::{human, Failure, ProbeContext, Recorder};
+/// The credentials among `headers`, as they might appear in an error text: each sensitive
+/// value, and its token alone (`Bearer <token>` quoted without `Bearer`).
+fn header_secrets(headers: &[Header]) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in headers.iter().filter(|h| h.sensitive) {
+        out.push(h.value.expose().to_string());
+        if let Some(token) = h.value.expose().split_whitespace().nth(1) {
+            out.push(token.to_string());
+        }
+    }
+    out
+}
+
+/// What a request to `url` with `headers` carries that must not show in a result: the
+/// sensitive headers, and a password written in the URL. The URL is held in clear, so building
+/// its [`SecretUri`] here also registers the password with [`crate::redact`].
+pub(crate) fn request_secrets(url: &reqwest::Url, headers: &[Header]) -> Vec<String> {
+    let mut out = header_secrets(headers);
+    out.extend(SecretUri::new(url.as_str()).password_forms());
+    out
+}
 
 /// The most of a reply body any probe reads: enough for any real answer, and a server that
 /// sends gigabytes of garbage cannot exhaust medic's memory.
@@ -181,84 +210,6 @@ pub(crate) fn json_equals(value: &serde_json::Value, expected: &str) -> bool {
         serde_json::Value::String(s) => s == expected,
         other => serde_json::to_string(other).is_ok_and(|text| text == expected),
     }
-}
-
-pub(crate) async fn run(
-    s: &HttpSettings,
-    ctx: &ProbeContext,
-    rec: &Recorder,
-) -> Result<(), Failure> {
-    let started = Instant::now();
-    let response = rec
-        .step("request", async {
-            let mut request = ctx.http.request(s.method.clone(), s.url.clone());
-            request = with_headers(request, &s.headers);
-            if let Some(body) = &s.body {
-                request = request.body(body.clone());
-            }
-            // No reqwest timeout: the step's own limit applies and names the step.
-            request.send().await.map_err(describe)
-        })
-        .await?;
-    let status = response.status().as_u16();
-    rec.note(format!("HTTP {status}"));
-    rec.detail("status", status);
-    let body = rec
-        .step("read body", async {
-            if status == s.expect_status {
-                read_bounded(response, MAX_BODY).await
-            } else {
-                // Only quoted in the error: an unexpected status must not turn into a size error.
-                Ok(read_prefix(response, ERROR_BODY).await)
-            }
-        })
-        .await?;
-    let latency = started.elapsed();
-    rec.detail("bytes", body.len());
-    rec.step("check", async { check(s, status, &body, latency) })
-        .await?;
-    Ok(())
-}
-
-fn check(s: &HttpSettings, status: u16, body: &[u8], latency: Duration) -> Result<(), String> {
-    if status != s.expect_status {
-        let text = snippet(body, 200);
-        let quoted = if text.is_empty() {
-            String::new()
-        } else {
-            format!(": {text}")
-        };
-        return Err(format!(
-            "expected HTTP {}, got {status}{quoted}",
-            s.expect_status
-        ));
-    }
-    if let Some(text) = &s.expect_body {
-        if !String::from_utf8_lossy(body).contains(text.as_str()) {
-            return Err(format!(
-                "the body does not contain {text:?}: {}",
-                snippet(body, 200)
-            ));
-        }
-    }
-    if let Some((pointer, expected)) = &s.expect_json {
-        let json = parse_json(body, "the body")?;
-        match json.pointer(pointer) {
-            Some(value) if json_equals(value, expected) => {}
-            Some(value) => return Err(format!("{pointer} is {value}, expected {expected:?}")),
-            None => return Err(format!("the JSON body has no value at {pointer}")),
-        }
-    }
-    if let Some(bound) = s.max_latency {
-        if latency > bound {
-            return Err(format!(
-                "took {}, more than max_latency {}",
-                human(latency),
-                human(bound)
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -14,18 +14,125 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::http::{
-    describe, json_equals, parse_json, read_bounded, read_prefix, snippet, status_error,
-    with_headers, ERROR_BODY, MAX_BODY,
+use super::{Key, Kind, Res, Resolver, Shape};
+use crate::probe::reply::{
+    describe, json_equals, parse_json, read_bounded, read_prefix, request_secrets, snippet,
+    status_error, with_headers, Header, ERROR_BODY, MAX_BODY,
 };
-use super::spec::UploadSettings;
-use super::{human, Failure, ProbeContext, Recorder};
+use crate::probe::secret::mask_url;
+use crate::probe::{human, Failure, ProbeContext, Recorder};
 
-pub(crate) async fn run(
-    s: &UploadSettings,
-    ctx: &ProbeContext,
-    rec: &Recorder,
-) -> Result<(), Failure> {
+/// Settings of an `upload` probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadSettings {
+    /// Where the multipart POST goes.
+    pub url: reqwest::Url,
+    /// Headers sent with every request (authentication).
+    pub headers: Vec<Header>,
+    /// Multipart field name (default `file`).
+    pub field: String,
+    /// File name of the generated file (default `medic-probe.txt`).
+    pub filename: String,
+    /// JSON pointer to the id in the upload's answer (default `/id`).
+    pub id_pointer: String,
+    /// Status URL template with `{id}`; absolute, or a path resolved against `url`.
+    pub status_url: String,
+    /// JSON pointer to the status in the status answer (default `/status`).
+    pub status_pointer: String,
+    /// Status value meaning processed (default `done`).
+    pub done_value: String,
+    /// Status values meaning processing failed, which stop polling at once (default `failed`,
+    /// `error`).
+    pub failed_values: Vec<String>,
+    /// JSON pointer to the extracted text (default `/text`).
+    pub text_pointer: String,
+    /// DELETE URL template with `{id}` (default: the status URL).
+    pub delete_url: String,
+    /// Pause between two status polls (default 1s).
+    pub poll_interval: Duration,
+}
+
+impl Kind for UploadSettings {
+    const TYPE: &'static str = "upload";
+    const KEYS: &'static [Key] = &[
+        ("url", Shape::Scalar),
+        ("headers", Shape::Headers),
+        ("field", Shape::Scalar),
+        ("filename", Shape::Scalar),
+        ("id_pointer", Shape::Scalar),
+        ("status_url", Shape::Scalar),
+        ("status_pointer", Shape::Scalar),
+        ("done_value", Shape::Scalar),
+        ("failed_values", Shape::List),
+        ("text_pointer", Shape::Scalar),
+        ("delete_url", Shape::Scalar),
+        ("poll_interval", Shape::Scalar),
+    ];
+
+    fn resolve(r: &Resolver) -> Res<UploadSettings> {
+        let url = r.url(
+            "url",
+            "where to POST the file, e.g. http://app:8000/api/upload",
+        )?;
+        let template = |key: &str| -> Res<Option<String>> {
+            let Some(t) = r.text(key)? else {
+                return Ok(None);
+            };
+            if !t.contains("{id}") {
+                return Err(r.err(
+                    Some(key),
+                    format!("{t:?} must contain {{id}}, where the upload's id goes"),
+                ));
+            }
+            if !t.starts_with('/') && reqwest::Url::parse(&t.replace("{id}", "x")).is_err() {
+                return Err(r.err(
+                    Some(key),
+                    format!("{t:?} is neither an absolute URL nor a path starting with /"),
+                ));
+            }
+            Ok(Some(t))
+        };
+        let status_url = template("status_url")?.ok_or_else(|| {
+            r.err(
+                Some("status_url"),
+                "is required: where to poll, e.g. /api/documents/{id}",
+            )
+        })?;
+        let delete_url = template("delete_url")?.unwrap_or_else(|| status_url.clone());
+        Ok(UploadSettings {
+            url,
+            headers: r.headers()?,
+            field: r.text_or("field", "file")?,
+            filename: r.text_or("filename", "medic-probe.txt")?,
+            id_pointer: r.pointer("id_pointer", "/id")?,
+            status_url,
+            status_pointer: r.pointer("status_pointer", "/status")?,
+            done_value: r.text_or("done_value", "done")?,
+            failed_values: r
+                .list("failed_values")?
+                .unwrap_or_else(|| vec!["failed".into(), "error".into()]),
+            text_pointer: r.pointer("text_pointer", "/text")?,
+            delete_url,
+            poll_interval: r
+                .duration("poll_interval")?
+                .unwrap_or(Duration::from_secs(1)),
+        })
+    }
+
+    fn target(&self) -> String {
+        mask_url(self.url.as_str())
+    }
+
+    fn secret_values(&self) -> Vec<String> {
+        request_secrets(&self.url, &self.headers)
+    }
+
+    async fn run(&self, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
+        run(self, ctx, rec).await
+    }
+}
+
+async fn run(s: &UploadSettings, ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
     let token = format!("medic-probe-{}", uuid::Uuid::new_v4().simple());
     let content = format!(
         "This file was uploaded by medic's upload probe `{}`.\nToken: {token}\n",
@@ -196,5 +303,30 @@ async fn poll(
             ));
         }
         tokio::time::sleep(s.poll_interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::kinds::from_yaml;
+    use crate::probe::kinds::ProbeKind;
+
+    #[test]
+    fn templates_need_an_id_and_delete_defaults_to_status() {
+        let e = from_yaml("type: upload\nurl: http://app/up\nstatus_url: /docs/1").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("status_url"));
+        assert!(e.to_string().contains("must contain {id}"), "{e}");
+        let spec = from_yaml("type: upload\nurl: http://app/up\nstatus_url: /docs/{id}").unwrap();
+        let ProbeKind::Upload(u) = &spec.kind else {
+            panic!()
+        };
+        assert_eq!(u.delete_url, "/docs/{id}");
+        assert_eq!(u.failed_values, ["failed", "error"]);
+        assert_eq!(u.poll_interval, Duration::from_secs(1));
+        assert_eq!(
+            (u.id_pointer.as_str(), u.text_pointer.as_str()),
+            ("/id", "/text")
+        );
     }
 }

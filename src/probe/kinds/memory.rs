@@ -3,8 +3,65 @@
 //! Warning under `warning_percent` (10), critical under `critical_percent` (5). Inside a container
 //! `/proc/meminfo` describes the host, which is what a stack's operator wants to know.
 
-use super::spec::{format_size, MemorySettings};
-use super::{Failure, Recorder, Severity};
+use std::path::PathBuf;
+
+use super::{Key, Kind, Res, Resolver, Shape};
+use crate::probe::size::format_size;
+use crate::probe::{Failure, ProbeContext, Recorder, Severity};
+
+/// Settings of a `memory` probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySettings {
+    /// The meminfo file (default `/proc/meminfo`).
+    pub meminfo: PathBuf,
+    /// Warning when available memory is under this percentage of the total (default 10).
+    pub warning_percent: f64,
+    /// Critical under this percentage (default 5).
+    pub critical_percent: f64,
+}
+
+impl Kind for MemorySettings {
+    const TYPE: &'static str = "memory";
+    const KEYS: &'static [Key] = &[
+        ("meminfo", Shape::Scalar),
+        ("warning_percent", Shape::Scalar),
+        ("critical_percent", Shape::Scalar),
+    ];
+    const INFORMATIONAL: bool = true;
+
+    fn resolve(r: &Resolver) -> Res<MemorySettings> {
+        let percent = |key: &str, default: f64| -> Res<f64> {
+            let p: f64 = r
+                .number(key, "a percentage between 0 and 100")?
+                .unwrap_or(default);
+            if !(0.0..=100.0).contains(&p) {
+                return Err(r.err(Some(key), "expected a percentage between 0 and 100"));
+            }
+            Ok(p)
+        };
+        let warning_percent = percent("warning_percent", 10.0)?;
+        let critical_percent = percent("critical_percent", 5.0)?;
+        if critical_percent > warning_percent {
+            return Err(r.err(
+                Some("critical_percent"),
+                "must not be larger than `warning_percent`",
+            ));
+        }
+        Ok(MemorySettings {
+            meminfo: PathBuf::from(r.text_or("meminfo", "/proc/meminfo")?),
+            warning_percent,
+            critical_percent,
+        })
+    }
+
+    fn target(&self) -> String {
+        self.meminfo.display().to_string()
+    }
+
+    async fn run(&self, _ctx: &ProbeContext, rec: &Recorder) -> Result<(), Failure> {
+        run(self, rec).await
+    }
+}
 
 /// `MemTotal` and `MemAvailable` in bytes.
 pub(crate) fn parse_meminfo(text: &str) -> Result<(u64, u64), String> {
@@ -23,7 +80,7 @@ pub(crate) fn parse_meminfo(text: &str) -> Result<(u64, u64), String> {
     Ok((field("MemTotal")?, field("MemAvailable")?))
 }
 
-pub(crate) async fn run(s: &MemorySettings, rec: &Recorder) -> Result<(), Failure> {
+async fn run(s: &MemorySettings, rec: &Recorder) -> Result<(), Failure> {
     let (total, available) = rec
         .step("read meminfo", async {
             let text = tokio::fs::read_to_string(&s.meminfo)
@@ -64,6 +121,7 @@ pub(crate) async fn run(s: &MemorySettings, rec: &Recorder) -> Result<(), Failur
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::kinds::from_yaml;
 
     #[test]
     fn meminfo_is_parsed_in_bytes() {
@@ -72,5 +130,21 @@ mod tests {
         assert!(parse_meminfo("MemTotal: 1 kB\n")
             .unwrap_err()
             .contains("MemAvailable"));
+    }
+
+    #[test]
+    fn percentages_are_bounded_and_ordered() {
+        let e = from_yaml("type: memory\nwarning_percent: 120").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("expected a percentage between 0 and 100"),
+            "{e}"
+        );
+        let e = from_yaml("type: memory\nwarning_percent: 4").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("critical_percent"));
+        assert_eq!(
+            from_yaml("type: memory").unwrap().kind.target(),
+            "/proc/meminfo"
+        );
     }
 }
