@@ -4,11 +4,11 @@
 //! Each test scopes its medic to a compose project named after the test (containers carry the
 //! compose labels), so tests running side by side never see each other's containers.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{docker_ok, wait_for, Medic, TestRun};
+use support::{docker_ok, wait_for, Medic, TestRun};
 
 const PROJECT: &str = "com.docker.compose.project";
 
@@ -101,7 +101,7 @@ fn cooldown_and_budget_limit_restarts_and_medic_gives_up() {
             "1s",
             "--health-retries",
             "1",
-            &common::busybox_image(),
+            &support::busybox_image(),
             "sh",
             "-c",
             "exec sleep 100000",
@@ -235,10 +235,10 @@ services:
     stop_grace_period: 5s
     healthcheck: {{test: ["CMD", "wget", "-q", "-O", "-", "http://api:8080/"], interval: 1s, retries: 1}}
 "#,
-        image = common::busybox_image(),
+        image = support::busybox_image(),
         id = run.id
     );
-    let project = common::Compose::new(&run.id, &compose);
+    let project = support::Compose::new(&run.id, &compose);
     project.ok(&["up", "-d"]);
     let ids = docker_ok(
         None,
@@ -321,7 +321,7 @@ fn a_malformed_setting_exits_2_naming_the_variable() {
 #[test]
 fn health_answers_while_running() {
     let medic = Medic::start(&[("MEDIC_PROJECT", "medictest-health-nothing")]);
-    let (status, body) = common::http_get(&medic.addr(), "/health");
+    let (status, body) = support::http_get(&medic.addr(), "/health");
     assert_eq!(status, 200);
     assert_eq!(body, r#"{"status":"healthy"}"#);
 }

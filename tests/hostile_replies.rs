@@ -13,15 +13,15 @@
 //!
 //! Cases run concurrently: the whole file takes a few seconds. It needs no test environment.
 
-mod hostile_support;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use hostile_support::{peak_rss, HostileServer, Reply, TEN_MB};
 use medic::probe::{self, parse_yaml, ProbeContext, ProbeResult, ProbeSpec};
 use serde_json::json;
+use support::hostile::{peak_rss, HostileServer, Reply, TEN_MB};
 
 /// Every probe's timeout.
 const TIMEOUT: Duration = Duration::from_secs(2);

@@ -22,8 +22,7 @@
 //! Needs the test environment (`scripts/testenv.sh up`): the engine, the busybox image, the
 //! plain SMTP server and the Python that runs scripts/smtp_server.py.
 
-mod common;
-mod hostile_support;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -31,9 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::mail::{mails_to, plain_dir, plain_port, unique_rcpt, Mail, OwnSmtp};
-use common::{free_port, http_request as request, medic_config, wait_for, Medic, TestRun};
-use hostile_support::{HostileServer, Reply};
+use support::hostile::{HostileServer, Reply};
+use support::mail::{mails_to, plain_dir, plain_port, unique_rcpt, Mail, OwnSmtp};
+use support::{free_port, http_request as request, medic_config, wait_for, Medic, TestRun};
 
 /// In the `http` probe's URI password.
 const URI_PASSWORD: &str = "uR1pAssW0rdZq8Lm";

@@ -3,15 +3,15 @@
 //! the probe fails, and after three failures medic restarts the worker (not the app), after
 //! which the probe passes again. Also: a probe that hangs does not delay another.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{docker_ok, free_port, medic_config, var, wait_for, Medic, TestRun};
+use support::{docker_ok, free_port, medic_config, var, wait_for, Medic, TestRun};
 
 #[test]
 fn a_failing_upload_probe_restarts_the_worker_and_recovers() {
-    common::build_images("demo");
+    support::build_images("demo");
     let run = TestRun::new("upload");
     let (app_port, admin_port) = (free_port(), free_port());
     let mongo = var("MEDIC_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017");
@@ -88,7 +88,7 @@ fn a_failing_upload_probe_restarts_the_worker_and_recovers() {
     // The worker's demo probe passes before anything breaks (debug lines are not logged at
     // info, so wait for a clean record instead: no failure within two rounds).
     wait_for("the app answers", Duration::from_secs(30), || {
-        common::http_get(&format!("127.0.0.1:{app_port}"), "/health").0 == 200
+        support::http_get(&format!("127.0.0.1:{app_port}"), "/health").0 == 200
     });
     std::thread::sleep(Duration::from_secs(5));
     assert!(

@@ -10,7 +10,7 @@
 //!   `/health` at 200), and does not retry the restart faster than its cooldown.
 //! - Without events, medic says so once and heals from its reconcile.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_port, http_get, wait_for, Medic, TestRun};
+use support::{free_port, http_get, wait_for, Medic, TestRun};
 
 /// The proxy's sections: the variable that opens each, and the API path it covers. The same
 /// rules as docker-socket-proxy's, for the sections medic could touch and a few it must not.
