@@ -118,7 +118,9 @@ fn critical_recovered_and_gave_up_each_arrive_once() {
     assert!(gave_up.text.contains("gave up"), "{}", gave_up.text);
     // Let further rounds pass: nothing more arrives, each kind came exactly once (the second
     // CRITICAL falls under the hourly limit and is counted in the GAVE UP email instead).
-    std::thread::sleep(Duration::from_secs(5));
+    // Evidence that they passed: medic saw web failing five more times (well past the 1 s
+    // group window of any alert those looks raised).
+    medic.wait_checked(&format!("docker:{web}"), 5, Duration::from_secs(30));
     let mails = mails_to(&plain_dir(), &rcpt);
     let subjects: Vec<&str> = mails.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(count(&mails, "🚨 CRITICAL"), 1, "{subjects:?}");
@@ -156,7 +158,11 @@ fn two_components_failing_in_one_round_make_one_email() {
     wait_mails(&plain_dir(), &rcpt, Duration::from_secs(60), &medic, |m| {
         count(m, "🚨 CRITICAL") >= 1
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // A second email for the round would be sent within the 3 s group window: medic looks at
+    // both failing services four more times (a reconcile a second) before counting.
+    for c in [&api, &db] {
+        medic.wait_checked(&format!("docker:{c}"), 4, Duration::from_secs(30));
+    }
     let mails: Vec<Mail> = mails_to(&plain_dir(), &rcpt)
         .into_iter()
         .filter(|m| m.subject.starts_with("🚨"))
@@ -216,8 +222,21 @@ fn alerts_survive_smtp_down_and_sigkill_and_arrive_exactly_once() {
     let mails = wait_mails(dir.path(), &rcpt, Duration::from_secs(30), &medic, |m| {
         m.len() >= 2
     });
-    // A few more retry periods: nothing is sent twice.
-    std::thread::sleep(Duration::from_secs(5));
+    // Nothing is sent twice: once the outbox has noted both as delivered (and logged it),
+    // nothing is due, so no copy can follow.
+    wait_for(
+        "both rows sent in the outbox",
+        Duration::from_secs(30),
+        || pending(&db).is_empty(),
+    );
+    wait_for("two deliveries logged", Duration::from_secs(10), || {
+        medic
+            .current_lines()
+            .iter()
+            .filter(|l| l.contains("\"delivered\""))
+            .count()
+            >= 2
+    });
     let mails_after = mails_to(dir.path(), &rcpt);
     let subjects: Vec<&str> = mails_after.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(mails_after.len(), 2, "{subjects:?}");
@@ -589,7 +608,20 @@ fn an_email_sent_again_carries_the_message_id_of_the_first_copy() {
         outbox[1].attempts, 1,
         "one failed attempt before the delivery"
     );
-    // Nothing more arrives: the late answer to the first copy changes nothing.
-    std::thread::sleep(Duration::from_secs(8));
+    // Nothing more arrives: the late answer to the first copy changes nothing. The server
+    // answers 8 s after it stored that copy (the oldest file in its folder): wait until then,
+    // and a second past it for medic to act on it, from that file's time rather than a guess.
+    let first_stored = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .min()
+        .expect("the server stored the first copy");
+    let answered = first_stored + Duration::from_secs(8 + 1);
+    wait_for(
+        "the server's late answer to the first copy",
+        Duration::from_secs(20),
+        || std::time::SystemTime::now() >= answered,
+    );
     assert_eq!(mails_to(dir.path(), &rcpt).len(), 3, "{subjects:?}");
 }

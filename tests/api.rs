@@ -415,7 +415,7 @@ fn a_silenced_component_is_neither_restarted_nor_alerted_while_unhealthy() {
     medic.wait_log("the restart held", Duration::from_secs(20), |l| {
         l.contains("not restarting") && l.contains("silenced")
     });
-    std::thread::sleep(Duration::from_secs(4));
+    medic.wait_checked(&format!("docker:{web}"), 4, Duration::from_secs(30));
     assert_eq!(run.restarts(&web), 0, "{}", medic.dump());
     let d = detailed(&addr, Some(TOKEN));
     let view = &d["components"]["web"];

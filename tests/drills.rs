@@ -609,7 +609,7 @@ fn drill_sigkill_at_random_moments() {
         ) == 0
             && count_rows(&data_dir, "SELECT COUNT(*) FROM alert_inbox") == 0
     });
-    std::thread::sleep(Duration::from_secs(3));
+    medic.wait_checked(&format!("docker:{fine}"), 3, Duration::from_secs(30));
     let status = medic.terminate(Duration::from_secs(15));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -1033,8 +1033,11 @@ fn drill_mongodb_and_rabbitmq_down_and_back() {
     wait_for("both probes pass again", Duration::from_secs(20), || {
         both_ok(&detailed(&addr, None))
     });
-    // A few more rounds: nothing else arrives.
-    std::thread::sleep(Duration::from_secs(3));
+    // A few more rounds: nothing else arrives. Both probes ran three more times meanwhile,
+    // past the 1 s group window of any alert they raised.
+    for probe in ["probe:db", "probe:queue"] {
+        medic.wait_checked(probe, 3, Duration::from_secs(30));
+    }
     let (polls, bad) = watch.finish();
     let mails_after = mails_to(&smtp_dir, &rcpt);
     let counts = alert_counts(&mails_after, &stack);
@@ -1138,8 +1141,25 @@ fn drill_smtp_down_while_five_components_fail_and_recover() {
         ) == 0
     });
     let delivered_after = back.elapsed();
-    // A few retry periods more: nothing is sent twice.
-    std::thread::sleep(Duration::from_secs(4));
+    // Nothing is sent twice: every row is logged delivered (the outbox went through them all,
+    // and nothing is due after), and medic kept looking at the services for a few rounds.
+    wait_for(
+        "every outbox row logged delivered",
+        Duration::from_secs(30),
+        || {
+            let delivered = medic
+                .current_lines()
+                .iter()
+                .filter(|l| l.contains("\"delivered\""))
+                .count();
+            delivered as i64 >= count_rows(&data_dir, "SELECT COUNT(*) FROM outbox")
+        },
+    );
+    medic.wait_checked(
+        &format!("docker:{}", containers[0]),
+        3,
+        Duration::from_secs(30),
+    );
     let mails = mails_to(mail_dir.path(), &rcpt);
     let counts = alert_counts(&mails, &stack);
     println!(

@@ -133,7 +133,14 @@ fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
         Duration::from_secs(30),
         || logs().contains("probe scheduled") && logs().contains("\"probe\":\"upload\""),
     );
-    std::thread::sleep(Duration::from_secs(5));
+    // Two runs of the probe (every 2 s), as `/health/detailed` shows them, and no failure.
+    support::wait_checked(
+        &format!("127.0.0.1:{medic_port}"),
+        None,
+        "probe:upload",
+        2,
+        Duration::from_secs(60),
+    );
     assert!(
         !logs().contains("probe failed"),
         "the upload probe fails on a healthy stack:\n{}",

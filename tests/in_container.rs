@@ -29,6 +29,7 @@ services:
       MEDIC_RECONCILE_INTERVAL: 1s
       MEDIC_RESTART_GRACE: 1s
       MEDIC_STOP_TIMEOUT: 1s
+      MEDIC_RESTART_COOLDOWN: 1s
       MEDIC_LOG_FORMAT: json
     labels: {{medic.test: "true", medic.test.run: "{id}"}}
     healthcheck:
@@ -68,8 +69,17 @@ services:
     wait_for("sick restarted by medic", Duration::from_secs(30), || {
         run.restarts(&sick) >= 1
     });
-    // Several reconcile rounds with medic unhealthy, and it is still untouched.
-    std::thread::sleep(Duration::from_secs(3));
+    // Several reconcile rounds with medic unhealthy, and it is still untouched. Evidence that
+    // medic's loop went on meanwhile: sick, broken again once healthy, is restarted again.
+    wait_for("sick healthy again", Duration::from_secs(30), || {
+        run.health(&sick) == "healthy"
+    });
+    run.break_health(&sick);
+    wait_for(
+        "sick restarted a second time",
+        Duration::from_secs(30),
+        || run.restarts(&sick) >= 2,
+    );
     assert_eq!(
         run.restarts(&medic),
         0,

@@ -2,7 +2,7 @@
 //! exactly the status, head and body medic sent.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One HTTP/1.0 exchange with 127.0.0.1: method, path, extra headers and body; returns the
 /// status, the head in lower case, and the body.
@@ -59,4 +59,39 @@ pub fn detailed(addr: &str, token: Option<&str>) -> serde_json::Value {
     let (status, _, body) = http_exchange(addr, "GET", "/health/detailed", &headers, "");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
+}
+
+/// When medic at `addr` last looked at `check` (`docker:<container>` or `probe:<name>`), as
+/// `/health/detailed` shows it under the check's component; None before its first look.
+pub fn last_checked(addr: &str, token: Option<&str>, check: &str) -> Option<String> {
+    let detailed = detailed(addr, token);
+    let components = detailed["components"].as_object()?;
+    components.values().find_map(|c| {
+        c["checks"][check]["last_checked"]
+            .as_str()
+            .map(str::to_string)
+    })
+}
+
+/// Waits until medic at `addr` has looked at `check` `times` more times than it had when
+/// called (each look moves its `last_checked`): the reconcile or the probe really ran that
+/// often, so a test asserting that something did *not* happen has watched long enough. Polls
+/// every 100 ms, well under the 1 s reconcile.
+pub fn wait_checked(addr: &str, token: Option<&str>, check: &str, times: usize, timeout: Duration) {
+    let mut last = last_checked(addr, token, check);
+    let mut seen = 0;
+    let start = Instant::now();
+    while seen < times {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for medic to look at {check} {times} more \
+             times (saw {seen})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let now = last_checked(addr, token, check);
+        if now.is_some() && now != last {
+            seen += 1;
+            last = now;
+        }
+    }
 }

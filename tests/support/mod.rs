@@ -77,15 +77,3 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
     }
     panic!("timed out after {timeout:?} waiting for {what}");
 }
-
-/// [`wait_for`] for async tests: polls `condition` every 50 ms on the test's runtime.
-pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}

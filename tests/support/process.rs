@@ -253,3 +253,20 @@ pub fn medic_binary_copy(dir: &Path) -> PathBuf {
     std::fs::copy(env!("CARGO_BIN_EXE_medic"), &copy).expect("copy the medic binary");
     copy
 }
+
+// Evidence that medic's loop really ran, for tests that then assert something did not happen.
+
+impl Medic {
+    /// `/health/detailed`, with the API token medic was started with (if any).
+    pub fn detailed(&self) -> serde_json::Value {
+        let token = self.env.get("MEDIC_API_TOKEN").map(String::as_str);
+        super::http::detailed(&self.addr(), token)
+    }
+
+    /// Waits until medic has looked at `check` `times` more times: see
+    /// [`super::http::wait_checked`]. On timeout the test fails with medic's log.
+    pub fn wait_checked(&self, check: &str, times: usize, timeout: Duration) {
+        let token = self.env.get("MEDIC_API_TOKEN").map(String::as_str);
+        super::http::wait_checked(&self.addr(), token, check, times, timeout);
+    }
+}
