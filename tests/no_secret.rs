@@ -1,8 +1,8 @@
 //! No secret in any output, and every string from outside escaped for where it goes (issue 14,
 //! items 3 and 4), tried as an attacker would.
 //!
-//! A hostile server of the test's own (tests/hostile_support, raw TCP on 127.0.0.1) answers every
-//! request with a 500 that quotes what it received: the Authorization header (base64 of the URI's
+//! A hostile server of the test's own (tests/support/hostile.rs, raw TCP on 127.0.0.1) answers
+//! every request with a 500 that quotes what it received: the Authorization header (base64 of the URI's
 //! user and password), the request line (the query string) and the body. Probes whose settings
 //! hold `${VAR}` secrets (an `http` probe with one in the URI password, the query and the body; an
 //! `exec` probe with one in its command, in a real container; an `ai` probe with a key) fail

@@ -279,8 +279,9 @@ fn a_denied_restart_is_reported_once_naming_the_variable_and_medic_keeps_going()
     );
     let started = std::time::Instant::now();
     let before = denied_restarts();
-    // Watch a stretch of time: attempts go on at the cooldown's pace, not faster.
-    std::thread::sleep(Duration::from_secs(6));
+    // Watch a stretch of time: attempts go on at the cooldown's pace, not faster. The stretch
+    // holds six of medic's looks at web (a reconcile a second), each a chance to retry.
+    medic.wait_checked(&format!("docker:{web}"), 6, Duration::from_secs(40));
     let attempts = denied_restarts() - before;
     let window = started.elapsed().as_secs_f64();
     assert!(
