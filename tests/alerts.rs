@@ -9,14 +9,14 @@
 //! clock in the unit tests of src/notify (limiter.rs, service.rs, report.rs); here everything
 //! is real time, in seconds.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::mail::{mails_to, plain_dir, plain_port, unique_rcpt, wait_mails, Mail, OwnSmtp};
-use common::{free_port, http_request as request, state_dir, var, wait_for, Medic, TestRun};
+use support::mail::{mails_to, plain_dir, plain_port, unique_rcpt, wait_mails, Mail, OwnSmtp};
+use support::{free_port, http_request as request, state_dir, var, wait_for, Medic, TestRun};
 
 fn count(mails: &[Mail], prefix: &str) -> usize {
     mails
@@ -41,21 +41,6 @@ fn mail_on(port: &str, rcpt: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// The run's `web` service (healthy while /tmp/ok exists, which its command creates), once
-/// Docker reports it healthy.
-fn healthy_web(run: &TestRun) -> String {
-    let web = run.offline_service("web", &[]);
-    wait_for("web healthy", Duration::from_secs(30), || {
-        run.health(&web) == "healthy"
-    });
-    web
-}
-
-fn start_medic(vars: &[(String, String)]) -> Medic {
-    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Medic::start(&refs)
-}
-
 /// A container that fails past its threshold: one CRITICAL with the restart under "actions
 /// taken"; its recovery: one RECOVERED; failing again with the budget spent: one GAVE UP.
 #[test]
@@ -76,8 +61,8 @@ fn critical_recovered_and_gave_up_each_arrive_once() {
             "http://medic.stack.test:8080".into(),
         ),
     ]);
-    let medic = start_medic(&vars);
-    let web = healthy_web(&run);
+    let medic = Medic::start_owned(&vars);
+    let web = run.healthy_web();
 
     run.break_health(&web);
     let mails = wait_mails(&plain_dir(), &rcpt, Duration::from_secs(60), &medic, |m| {
@@ -133,7 +118,9 @@ fn critical_recovered_and_gave_up_each_arrive_once() {
     assert!(gave_up.text.contains("gave up"), "{}", gave_up.text);
     // Let further rounds pass: nothing more arrives, each kind came exactly once (the second
     // CRITICAL falls under the hourly limit and is counted in the GAVE UP email instead).
-    std::thread::sleep(Duration::from_secs(5));
+    // Evidence that they passed: medic saw web failing five more times (well past the 1 s
+    // group window of any alert those looks raised).
+    medic.wait_checked(&format!("docker:{web}"), 5, Duration::from_secs(30));
     let mails = mails_to(&plain_dir(), &rcpt);
     let subjects: Vec<&str> = mails.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(count(&mails, "🚨 CRITICAL"), 1, "{subjects:?}");
@@ -158,7 +145,7 @@ fn two_components_failing_in_one_round_make_one_email() {
         ("MEDIC_STACK_NAME".into(), stack.clone()),
         ("MEDIC_ALERT_GROUP_WINDOW".into(), "3s".into()),
     ]);
-    let medic = start_medic(&vars);
+    let medic = Medic::start_owned(&vars);
     let api = run.offline_service("api", &[]);
     let db = run.offline_service("db", &[]);
     for c in [&api, &db] {
@@ -171,7 +158,11 @@ fn two_components_failing_in_one_round_make_one_email() {
     wait_mails(&plain_dir(), &rcpt, Duration::from_secs(60), &medic, |m| {
         count(m, "🚨 CRITICAL") >= 1
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // A second email for the round would be sent within the 3 s group window: medic looks at
+    // both failing services four more times (a reconcile a second) before counting.
+    for c in [&api, &db] {
+        medic.wait_checked(&format!("docker:{c}"), 4, Duration::from_secs(30));
+    }
     let mails: Vec<Mail> = mails_to(&plain_dir(), &rcpt)
         .into_iter()
         .filter(|m| m.subject.starts_with("🚨"))
@@ -205,8 +196,8 @@ fn alerts_survive_smtp_down_and_sigkill_and_arrive_exactly_once() {
         ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
         ("MEDIC_OUTBOX_RETRY_MAX".into(), "2s".into()),
     ]);
-    let medic = start_medic(&vars);
-    let web = healthy_web(&run);
+    let medic = Medic::start_owned(&vars);
+    let web = run.healthy_web();
     run.break_health(&web);
     // Both the CRITICAL and the RECOVERED wait in the outbox, the server being down.
     let db = medic::store::Store::open(medic.data_dir()).unwrap();
@@ -231,8 +222,21 @@ fn alerts_survive_smtp_down_and_sigkill_and_arrive_exactly_once() {
     let mails = wait_mails(dir.path(), &rcpt, Duration::from_secs(30), &medic, |m| {
         m.len() >= 2
     });
-    // A few more retry periods: nothing is sent twice.
-    std::thread::sleep(Duration::from_secs(5));
+    // Nothing is sent twice: once the outbox has noted both as delivered (and logged it),
+    // nothing is due, so no copy can follow.
+    wait_for(
+        "both rows sent in the outbox",
+        Duration::from_secs(30),
+        || pending(&db).is_empty(),
+    );
+    wait_for("two deliveries logged", Duration::from_secs(10), || {
+        medic
+            .current_lines()
+            .iter()
+            .filter(|l| l.contains("\"delivered\""))
+            .count()
+            >= 2
+    });
     let mails_after = mails_to(dir.path(), &rcpt);
     let subjects: Vec<&str> = mails_after.iter().map(|m| m.subject.as_str()).collect();
     assert_eq!(mails_after.len(), 2, "{subjects:?}");
@@ -248,7 +252,7 @@ fn starttls_with_auth_delivers() {
     let rcpt = unique_rcpt("tls");
     let stack = format!("tls-{}", std::process::id());
     let token = "alerts-test-token";
-    let medic = start_medic(&[
+    let medic = Medic::start_owned(&[
         ("MAIL_SERVER".into(), "127.0.0.1".into()),
         ("MAIL_PORT".into(), var("MEDIC_TEST_SMTP_TLS_PORT", "2526")),
         ("MAIL_USE_TLS".into(), "true".into()),
@@ -300,7 +304,7 @@ fn a_wrong_password_is_a_clear_error_in_the_log_and_the_detailed_health() {
     let rcpt = unique_rcpt("badpw");
     let token = "alerts-test-token";
     let password = "not-the-password-4711";
-    let medic = start_medic(&[
+    let medic = Medic::start_owned(&[
         ("MAIL_SERVER".into(), "127.0.0.1".into()),
         ("MAIL_PORT".into(), var("MEDIC_TEST_SMTP_TLS_PORT", "2526")),
         ("MAIL_USE_TLS".into(), "true".into()),
@@ -420,7 +424,7 @@ fn slack_webhooks_carry_the_alerts_and_are_retried() {
         "http://127.0.0.1:{}/services/T0/B0/secret-hook-token",
         hook.port
     );
-    let medic = start_medic(&[
+    let medic = Medic::start_owned(&[
         ("MEDIC_PROJECT".into(), run.id.clone()),
         ("MEDIC_STACK_NAME".into(), stack.clone()),
         ("MEDIC_WEBHOOK_URL".into(), url),
@@ -428,7 +432,7 @@ fn slack_webhooks_carry_the_alerts_and_are_retried() {
         ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
         ("MEDIC_OUTBOX_RETRY_MAX".into(), "1s".into()),
     ]);
-    let web = healthy_web(&run);
+    let web = run.healthy_web();
     run.break_health(&web);
     wait_for("the alerts delivered", Duration::from_secs(60), || {
         hook.requests()
@@ -487,7 +491,7 @@ fn a_failing_probe_raises_a_critical_with_actions_for_its_type() {
         ("MEDIC_STACK_NAME".into(), stack.clone()),
         ("MEDIC_ALERT_GROUP_WINDOW".into(), "1s".into()),
     ]);
-    let medic = start_medic(&vars);
+    let medic = Medic::start_owned(&vars);
     let worker = run.container(
         "worker",
         &[
@@ -555,8 +559,8 @@ fn an_email_sent_again_carries_the_message_id_of_the_first_copy() {
         ("MEDIC_SMTP_TIMEOUT".into(), "2s".into()),
         ("MEDIC_OUTBOX_RETRY_MAX".into(), "2s".into()),
     ]);
-    let medic = start_medic(&vars);
-    let web = healthy_web(&run);
+    let medic = Medic::start_owned(&vars);
+    let web = run.healthy_web();
     // It turns unhealthy: the CRITICAL goes out late, then again; the restart makes it healthy
     // again (its command creates /tmp/ok): the RECOVERED.
     run.break_health(&web);
@@ -604,7 +608,20 @@ fn an_email_sent_again_carries_the_message_id_of_the_first_copy() {
         outbox[1].attempts, 1,
         "one failed attempt before the delivery"
     );
-    // Nothing more arrives: the late answer to the first copy changes nothing.
-    std::thread::sleep(Duration::from_secs(8));
+    // Nothing more arrives: the late answer to the first copy changes nothing. The server
+    // answers 8 s after it stored that copy (the oldest file in its folder): wait until then,
+    // and a second past it for medic to act on it, from that file's time rather than a guess.
+    let first_stored = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .min()
+        .expect("the server stored the first copy");
+    let answered = first_stored + Duration::from_secs(8 + 1);
+    wait_for(
+        "the server's late answer to the first copy",
+        Duration::from_secs(20),
+        || std::time::SystemTime::now() >= answered,
+    );
     assert_eq!(mails_to(dir.path(), &rcpt).len(), 3, "{subjects:?}");
 }

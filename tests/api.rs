@@ -4,16 +4,16 @@
 //!
 //! Probes point at 127.0.0.1 ports the test controls: one held open by a listener, one closed.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{http_exchange as request, http_get, wait_for, Medic, TestRun};
 use serde_json::Value;
+use support::browser::{artifacts, chromium};
+use support::{detailed, free_port, http_exchange as request, http_get, wait_for, Medic, TestRun};
 
 const TOKEN: &str = "test-token-4f1c";
 
@@ -31,30 +31,10 @@ fn post(addr: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String
     (status, body)
 }
 
-fn detailed(addr: &str, token: Option<&str>) -> Value {
-    let auth = token.map(bearer);
-    let headers: Vec<(&str, &str)> = auth
-        .as_deref()
-        .map(|a| vec![("Authorization", a)])
-        .unwrap_or_default();
-    let (status, _, body) = request(addr, "GET", "/health/detailed", &headers, "");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Writes a config with a probe `down` (closed port, fails) and `up` (the listener, passes),
 /// plus `secretive`, a MongoDB probe whose URI carries a password, against the closed port.
 fn probe_config(dir: &std::path::Path, open: u16) -> PathBuf {
-    let closed = closed_port();
+    let closed = free_port();
     let path = dir.join("medic.yaml");
     std::fs::write(
         &path,
@@ -435,7 +415,7 @@ fn a_silenced_component_is_neither_restarted_nor_alerted_while_unhealthy() {
     medic.wait_log("the restart held", Duration::from_secs(20), |l| {
         l.contains("not restarting") && l.contains("silenced")
     });
-    std::thread::sleep(Duration::from_secs(4));
+    medic.wait_checked(&format!("docker:{web}"), 4, Duration::from_secs(30));
     assert_eq!(run.restarts(&web), 0, "{}", medic.dump());
     let d = detailed(&addr, Some(TOKEN));
     let view = &d["components"]["web"];
@@ -563,33 +543,6 @@ fn metrics_parse_and_count_probe_failures_and_restarts() {
     drop(listener);
 }
 
-/// Where test artifacts (screenshots) are kept: `artifacts/` at the repo root (gitignored).
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn chromium(args: &[&str]) -> String {
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-        ])
-        .args(args)
-        .output()
-        .expect("chromium must be installed: scripts/testenv.sh up installs Debian's");
-    assert!(
-        out.status.success(),
-        "chromium {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_status_page_shows_every_component_in_chromium() {
     let run = TestRun::new("apipage");
@@ -660,7 +613,7 @@ fn the_status_page_shows_every_component_in_chromium() {
 fn docker_unreachable_is_degraded_not_a_failed_health_check() {
     // An engine that went away: nothing listens on the port.
     let medic = Medic::start(&[
-        ("DOCKER_HOST", &format!("tcp://127.0.0.1:{}", closed_port())),
+        ("DOCKER_HOST", &format!("tcp://127.0.0.1:{}", free_port())),
         ("MEDIC_PROJECT", "nothing"),
     ]);
     let addr = medic.addr();

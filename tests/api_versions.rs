@@ -13,7 +13,7 @@
 //! from the other side; the real engine of the test environment (20.10, 1.41) covers that end
 //! in every other acceptance test.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_for, Medic};
+use support::{wait_for, Medic};
 
 /// What one emulated engine says about itself.
 #[derive(Clone, Copy)]

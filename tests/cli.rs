@@ -1,7 +1,11 @@
 //! `medic check` and `medic probe` on real targets: the test environment's MongoDB wire server
 //! and RabbitMQ, a closed port, the local disk. Output and exit codes as SPEC says.
 
+mod support;
+
 use std::process::{Command, Output};
+
+use support::{free_port, medic_config};
 
 fn medic(args: &[&str], config: &std::path::Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_medic"))
@@ -11,22 +15,6 @@ fn medic(args: &[&str], config: &std::path::Path) -> Output {
         .env_remove("MAIL_SERVER")
         .output()
         .unwrap()
-}
-
-fn closed_port() -> u16 {
-    // Bound and dropped: nothing listens there afterwards.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_config(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("medic.yaml");
-    std::fs::write(&path, text).unwrap();
-    (dir, path)
 }
 
 fn mixed_config() -> String {
@@ -52,13 +40,13 @@ fn mixed_config() -> String {
     type: disk
     path: /tmp
 "#,
-        port = closed_port()
+        port = free_port()
     )
 }
 
 #[test]
 fn check_prints_a_table_and_exits_1_when_something_is_unreachable() {
-    let (_dir, config) = write_config(&mixed_config());
+    let (_dir, config) = medic_config(&mixed_config());
     let out = medic(&["check"], &config);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -97,7 +85,7 @@ fn check_prints_a_table_and_exits_1_when_something_is_unreachable() {
 
 #[test]
 fn probe_json_runs_the_named_probes_and_exits_by_their_results() {
-    let (_dir, config) = write_config(&mixed_config());
+    let (_dir, config) = medic_config(&mixed_config());
     let out = medic(&["probe", "db", "space", "--json"], &config);
     assert_eq!(
         out.status.code(),
@@ -136,7 +124,7 @@ fn probe_json_runs_the_named_probes_and_exits_by_their_results() {
 
 #[test]
 fn a_typo_in_a_key_exits_2_naming_file_line_and_key() {
-    let (_dir, config) = write_config(
+    let (_dir, config) = medic_config(
         "probes:\n  web:\n    type: http\n    url: http://127.0.0.1:1/\n    timout: 5s\n",
     );
     for command in [&["check"][..], &["probe"][..], &["run"][..]] {

@@ -2,13 +2,13 @@
 //! with a message naming the cause, never a panic (exit 101) and never a silent default.
 //! Duplicate probe names across labels use the real engine (containers the test starts).
 
-mod common;
+mod support;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::process::Output;
 
-use common::{medic_with_only as medic, TestRun};
+use support::{medic_with_only as medic, TestRun};
 
 /// What the command printed: `medic check` reports on stdout (its table), the others on stderr.
 fn stderr(out: &Output) -> String {
@@ -31,7 +31,7 @@ fn s(text: &str) -> &OsStr {
 #[test]
 fn an_unknown_top_level_key_is_named_with_the_closest_known_one() {
     let (_dir, path) =
-        common::medic_config("prob:\n  web:\n    type: tcp\n    host: 127.0.0.1\n    port: 1\n");
+        support::medic_config("prob:\n  web:\n    type: tcp\n    host: 127.0.0.1\n    port: 1\n");
     let config = path.to_str().unwrap();
     for command in ["probe", "check"] {
         let out = medic(
@@ -61,7 +61,7 @@ fn an_unknown_top_level_key_is_named_with_the_closest_known_one() {
     );
     assert_invalid(&out, &["unknown top-level key `prob`"]);
     // Keys starting with x- are free, for YAML anchors.
-    let (_dir, path) = common::medic_config(
+    let (_dir, path) = support::medic_config(
         "x-common: &common\n  timeout: 5s\nprobes:\n  space:\n    type: disk\n    path: /tmp\n",
     );
     let out = medic(
@@ -76,7 +76,7 @@ fn an_unknown_top_level_key_is_named_with_the_closest_known_one() {
 
 #[test]
 fn a_probe_name_used_twice_in_the_file_is_an_error() {
-    let (_dir, path) = common::medic_config(
+    let (_dir, path) = support::medic_config(
         "probes:\n  web:\n    type: tcp\n    host: 127.0.0.1\n    port: 1\n  web:\n    type: disk\n    path: /tmp\n",
     );
     let out = medic(
@@ -115,7 +115,7 @@ fn a_probe_name_used_twice_across_labels_and_the_file_names_both_places() {
             ("medic.probe.ping.port", "2"),
         ],
     );
-    let (_dir, path) = common::medic_config("probes:\n  space:\n    type: disk\n    path: /tmp\n");
+    let (_dir, path) = support::medic_config("probes:\n  space:\n    type: disk\n    path: /tmp\n");
     let out = medic(
         &["probe"],
         &[
@@ -175,7 +175,7 @@ fn intervals_below_the_minimum_are_errors() {
     let out = medic(&["check"], &[("MEDIC_RECONCILE_INTERVAL", s("1ns"))]);
     assert_invalid(&out, &["MEDIC_RECONCILE_INTERVAL", "the shortest is 1s"]);
     for (key, value) in [("interval", "1ns"), ("timeout", "100ms")] {
-        let (_dir, path) = common::medic_config(&format!(
+        let (_dir, path) = support::medic_config(&format!(
             "probes:\n  space:\n    type: disk\n    path: /tmp\n    {key}: {value}\n"
         ));
         let out = medic(

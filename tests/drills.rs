@@ -16,7 +16,7 @@
 //! Run after `scripts/testenv.sh up && eval "$(scripts/testenv.sh env)"`:
 //! `cargo test --test drills -- --nocapture`.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::mail::{
+use support::mail::{
     mails_to, plain_dir, plain_port, subjects, unique_rcpt, wait_mails, Mail, OwnSmtp,
 };
-use common::{free_port, var, wait_for, Medic, TestRun};
+use support::{detailed, free_port, var, wait_for, Medic, TestRun};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -75,13 +75,6 @@ fn try_get(addr: &str, path: &str, timeout: Duration) -> Option<(u16, String)> {
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     Some((status, body))
-}
-
-fn detailed(addr: &str) -> serde_json::Value {
-    let (status, body) =
-        try_get(addr, "/health/detailed", Duration::from_secs(5)).expect("/health/detailed");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 /// Percentile (0..=100) of sorted values.
@@ -507,7 +500,7 @@ fn drill_sigkill_at_random_moments() {
     let mut smtp = OwnSmtp::start(smtp_port, smtp_dir, &["--reject", "451"]);
     let api = FailingHttp::start();
     let dir = tempfile::tempdir().unwrap();
-    let binary = common::medic_binary_copy(dir.path());
+    let binary = support::medic_binary_copy(dir.path());
     let config = dir.path().join("medic.yaml");
     std::fs::write(
         &config,
@@ -616,7 +609,7 @@ fn drill_sigkill_at_random_moments() {
         ) == 0
             && count_rows(&data_dir, "SELECT COUNT(*) FROM alert_inbox") == 0
     });
-    std::thread::sleep(Duration::from_secs(3));
+    medic.wait_checked(&format!("docker:{fine}"), 3, Duration::from_secs(30));
     let status = medic.terminate(Duration::from_secs(15));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -945,7 +938,7 @@ fn drill_mongodb_and_rabbitmq_down_and_back() {
         (false, true) => format!("{mongo_uri}?directConnection=true"),
         (false, false) => format!("{mongo_uri}/?directConnection=true"),
     };
-    let (_config_dir, config) = common::medic_config(&format!(
+    let (_config_dir, config) = support::medic_config(&format!(
         r#"probes:
   db:
     type: mongodb
@@ -989,7 +982,7 @@ fn drill_mongodb_and_rabbitmq_down_and_back() {
             .all(|n| probe_view(v, n)["ok"] == true && v["components"][n]["status"] == "healthy")
     };
     wait_for("both probes pass", Duration::from_secs(30), || {
-        both_ok(&detailed(&addr))
+        both_ok(&detailed(&addr, None))
     });
     let watch = HealthWatch::start(&addr);
 
@@ -1002,7 +995,7 @@ fn drill_mongodb_and_rabbitmq_down_and_back() {
         count_of(&c, "CRITICAL", "db") >= 1 && count_of(&c, "CRITICAL", "queue") >= 1
     });
     let critical_after = cut.elapsed();
-    let v = detailed(&addr);
+    let v = detailed(&addr, None);
     for name in ["db", "queue"] {
         let component = &v["components"][name];
         let probe = probe_view(&v, name);
@@ -1038,10 +1031,13 @@ fn drill_mongodb_and_rabbitmq_down_and_back() {
     });
     let recovered_after = restored.elapsed();
     wait_for("both probes pass again", Duration::from_secs(20), || {
-        both_ok(&detailed(&addr))
+        both_ok(&detailed(&addr, None))
     });
-    // A few more rounds: nothing else arrives.
-    std::thread::sleep(Duration::from_secs(3));
+    // A few more rounds: nothing else arrives. Both probes ran three more times meanwhile,
+    // past the 1 s group window of any alert they raised.
+    for probe in ["probe:db", "probe:queue"] {
+        medic.wait_checked(probe, 3, Duration::from_secs(30));
+    }
     let (polls, bad) = watch.finish();
     let mails_after = mails_to(&smtp_dir, &rcpt);
     let counts = alert_counts(&mails_after, &stack);
@@ -1145,8 +1141,25 @@ fn drill_smtp_down_while_five_components_fail_and_recover() {
         ) == 0
     });
     let delivered_after = back.elapsed();
-    // A few retry periods more: nothing is sent twice.
-    std::thread::sleep(Duration::from_secs(4));
+    // Nothing is sent twice: every row is logged delivered (the outbox went through them all,
+    // and nothing is due after), and medic kept looking at the services for a few rounds.
+    wait_for(
+        "every outbox row logged delivered",
+        Duration::from_secs(30),
+        || {
+            let delivered = medic
+                .current_lines()
+                .iter()
+                .filter(|l| l.contains("\"delivered\""))
+                .count();
+            delivered as i64 >= count_rows(&data_dir, "SELECT COUNT(*) FROM outbox")
+        },
+    );
+    medic.wait_checked(
+        &format!("docker:{}", containers[0]),
+        3,
+        Duration::from_secs(30),
+    );
     let mails = mails_to(mail_dir.path(), &rcpt);
     let counts = alert_counts(&mails, &stack);
     println!(
@@ -1182,7 +1195,7 @@ fn drill_smtp_down_while_five_components_fail_and_recover() {
 #[test]
 fn drill_sigkill_as_a_container_turns_unhealthy() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = common::medic_binary_copy(dir.path());
+    let binary = support::medic_binary_copy(dir.path());
     let smtp_port = plain_port();
     let mut lost = Vec::new();
     let attempts = 5;

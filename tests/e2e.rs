@@ -5,13 +5,13 @@
 //! container, fails the upload probe three times, restarts the worker, sees it recover, and
 //! tells people; then `docker-compose down`, which medic must not fight.
 
-mod common;
+mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use common::mail::{mails_to, plain_dir, plain_port};
-use common::{compose_container, docker_ok, free_port, var, wait_for, TestRun};
+use support::mail::{mails_to, plain_dir, plain_port};
+use support::{compose_container, docker_ok, free_port, var, wait_for, TestRun};
 
 /// The shipped compose files, run under a test project with the E2E_* variables set.
 struct Stack {
@@ -76,8 +76,8 @@ impl Drop for Stack {
 
 #[test]
 fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
-    common::build_images("demo");
-    common::build_images("medic");
+    support::build_images("demo");
+    support::build_images("medic");
     let run = TestRun::new("e2e");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("medic.yaml");
@@ -120,7 +120,7 @@ fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
         stack.container("medic"),
     );
     let logs = || {
-        let out = common::docker_at(None, &["logs", &medic]);
+        let out = support::docker_at(None, &["logs", &medic]);
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
     };
     for (name, id) in [("app", &app), ("worker", &worker), ("medic", &medic)] {
@@ -133,7 +133,14 @@ fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
         Duration::from_secs(30),
         || logs().contains("probe scheduled") && logs().contains("\"probe\":\"upload\""),
     );
-    std::thread::sleep(Duration::from_secs(5));
+    // Two runs of the probe (every 2 s), as `/health/detailed` shows them, and no failure.
+    support::wait_checked(
+        &format!("127.0.0.1:{medic_port}"),
+        None,
+        "probe:upload",
+        2,
+        Duration::from_secs(60),
+    );
     assert!(
         !logs().contains("probe failed"),
         "the upload probe fails on a healthy stack:\n{}",
@@ -208,7 +215,7 @@ fn medic_in_compose_heals_a_worker_that_stopped_consuming() {
     );
 
     // Dashboards see the restart.
-    let (status, body) = common::http_get(&format!("127.0.0.1:{medic_port}"), "/health/detailed");
+    let (status, body) = support::http_get(&format!("127.0.0.1:{medic_port}"), "/health/detailed");
     assert_eq!(status, 200, "{body}");
     let detailed: serde_json::Value = serde_json::from_str(&body).unwrap();
     let restarts = &detailed["components"]["worker"]["restarts"];

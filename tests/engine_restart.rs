@@ -7,13 +7,13 @@
 //! engine 20.10 does not resume healthchecks of restored containers, so nothing could turn
 //! unhealthy.)
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{docker_ok, wait_for, Medic, TestRun};
+use support::{docker_ok, wait_for, Medic, TestRun};
 
 /// A private dockerd that the test may stop and start.
 struct SecondEngine {
@@ -79,7 +79,7 @@ impl SecondEngine {
             .expect("dockerd must be installed (scripts/testenv.sh installs docker.io)");
         *self.process.lock().unwrap() = Some(child);
         wait_for("the second dockerd", Duration::from_secs(60), || {
-            common::docker_at(self.host(), &["info"]).status.success()
+            support::docker_at(self.host(), &["info"]).status.success()
         });
     }
 
@@ -96,9 +96,9 @@ impl SecondEngine {
 
 impl Drop for SecondEngine {
     fn drop(&mut self) {
-        let ids = common::docker_at(self.host(), &["ps", "-aq"]);
+        let ids = support::docker_at(self.host(), &["ps", "-aq"]);
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            let _ = common::docker_at(self.host(), &["rm", "-f", id]);
+            let _ = support::docker_at(self.host(), &["rm", "-f", id]);
         }
         self.down();
         let _ = Command::new("ip")
@@ -120,7 +120,7 @@ fn medic_reconnects_after_dockerd_restarts_and_heals_what_broke_meanwhile() {
         .unwrap();
     let engine = SecondEngine::start(dir.path());
     // No registry here: the test image comes over from the main engine.
-    let image = common::busybox_image();
+    let image = support::busybox_image();
     let saved = dir.path().join("image.tar");
     docker_ok(None, &["save", "-o", saved.to_str().unwrap(), &image]);
     docker_ok(engine.host(), &["load", "-i", saved.to_str().unwrap()]);

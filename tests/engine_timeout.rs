@@ -5,13 +5,13 @@
 //! The hung engine is a unix socket this test listens on and never answers: nothing real hangs
 //! on demand, and the point is only that medic does not wait on it forever.
 
-mod common;
+mod support;
 
 use std::os::unix::net::UnixListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{http_get, Medic};
+use support::{http_get, Medic};
 
 /// A socket that accepts every connection and never says a word; kept open until dropped.
 struct SilentEngine {

@@ -4,11 +4,11 @@
 //! Each test scopes its medic to a compose project named after the test (containers carry the
 //! compose labels), so tests running side by side never see each other's containers.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{docker_ok, wait_for, Medic, TestRun};
+use support::{docker_ok, wait_for, Medic, TestRun};
 
 const PROJECT: &str = "com.docker.compose.project";
 
@@ -101,7 +101,7 @@ fn cooldown_and_budget_limit_restarts_and_medic_gives_up() {
             "1s",
             "--health-retries",
             "1",
-            &common::busybox_image(),
+            &support::busybox_image(),
             "sh",
             "-c",
             "exec sleep 100000",
@@ -113,17 +113,28 @@ fn cooldown_and_budget_limit_restarts_and_medic_gives_up() {
     medic.wait_log("GAVE UP", Duration::from_secs(20), |l| {
         l.contains("GAVE UP")
     });
-    // Well past another cooldown, still two: the budget holds.
-    std::thread::sleep(Duration::from_secs(6));
+    // Well past another cooldown, still two: the budget holds. Medic saw it failing six more
+    // times (a reconcile a second) meanwhile.
+    medic.wait_checked(&format!("docker:{name}"), 6, Duration::from_secs(40));
     let times = run.restart_times(&name);
     assert_eq!(times.len(), 2, "{}", medic.dump());
-    let gap = Duration::from_nanos((times[1] - times[0]) as u64);
+    // The cooldown runs from when medic issued a restart, as its store records it: the
+    // engine's events mark when each restart ended, which on a busy machine can be seconds
+    // later for the first than for the second.
+    let store = medic::store::Store::open(medic.data_dir()).unwrap();
+    let issued = store
+        .restarts_since(
+            &format!("{}/sick", run.id),
+            chrono::Utc::now() - chrono::Duration::hours(1),
+        )
+        .unwrap();
+    assert_eq!(issued.len(), 2, "{issued:?}");
+    let gap = (issued[1].at - issued[0].at).to_std().unwrap();
     assert!(
         gap >= Duration::from_secs(4),
         "second restart only {gap:?} after the first"
     );
 
-    let store = medic::store::Store::open(medic.data_dir()).unwrap();
     let services = store.load_services().unwrap();
     let state = &services[&format!("{}/sick", run.id)];
     assert!(state.gave_up, "{state:?}");
@@ -154,8 +165,10 @@ fn containers_out_of_scope_are_never_touched() {
             run.health(n) == "unhealthy"
         });
     }
-    // Several reconcile rounds later, still untouched.
-    std::thread::sleep(Duration::from_secs(4));
+    // Several reconcile rounds later, still untouched: medic looked at the in-scope service
+    // four more times meanwhile, and at the one that opted out of restarts as often.
+    medic.wait_checked(&format!("docker:{inside}"), 4, Duration::from_secs(30));
+    medic.wait_checked(&format!("docker:{no_restart}"), 4, Duration::from_secs(30));
     for n in [&other_project, &opted_out, &no_restart] {
         assert_eq!(run.restarts(n), 0, "{n} was restarted:\n{}", medic.dump());
     }
@@ -235,10 +248,10 @@ services:
     stop_grace_period: 5s
     healthcheck: {{test: ["CMD", "wget", "-q", "-O", "-", "http://api:8080/"], interval: 1s, retries: 1}}
 "#,
-        image = common::busybox_image(),
+        image = support::busybox_image(),
         id = run.id
     );
-    let project = common::Compose::new(&run.id, &compose);
+    let project = support::Compose::new(&run.id, &compose);
     project.ok(&["up", "-d"]);
     let ids = docker_ok(
         None,
@@ -261,8 +274,10 @@ services:
     medic.wait_log("hold while compose stops", Duration::from_secs(5), |l| {
         l.contains("an operator is stopping the project")
     });
-    // Give medic several reconcile rounds to misbehave.
-    std::thread::sleep(Duration::from_secs(4));
+    // Give medic several reconcile rounds to misbehave: a healthy container outside the
+    // project, watched through medic.enable=true, shows each round as medic looks at it.
+    let witness = run.container("witness", &[("medic.enable", "true")], &[]);
+    medic.wait_checked(&format!("docker:{witness}"), 4, Duration::from_secs(40));
     for id in &ids {
         assert_eq!(
             run.state(id),
@@ -300,7 +315,7 @@ fn cooldown_survives_sigkill_of_medic() {
         Duration::from_secs(10),
         |l| l.contains("restart cooldown"),
     );
-    std::thread::sleep(Duration::from_secs(2));
+    medic.wait_checked(&format!("docker:{web}"), 2, Duration::from_secs(20));
     assert_eq!(run.restarts(&web), 1, "{}", medic.dump());
 }
 
@@ -321,7 +336,7 @@ fn a_malformed_setting_exits_2_naming_the_variable() {
 #[test]
 fn health_answers_while_running() {
     let medic = Medic::start(&[("MEDIC_PROJECT", "medictest-health-nothing")]);
-    let (status, body) = common::http_get(&medic.addr(), "/health");
+    let (status, body) = support::http_get(&medic.addr(), "/health");
     assert_eq!(status, 200);
     assert_eq!(body, r#"{"status":"healthy"}"#);
 }

@@ -1,7 +1,7 @@
 //! Fault drill (issue 8): 10 MB and malformed replies from every HTTP-speaking probe target.
 //!
-//! A hostile server of the test's own (tests/hostile_support, raw TCP on 127.0.0.1) answers the
-//! `http`, `ai` (each provider shape) and `upload` probes (each of its requests: the upload
+//! A hostile server of the test's own (tests/support/hostile.rs, raw TCP on 127.0.0.1) answers
+//! the `http`, `ai` (each provider shape) and `upload` probes (each of its requests: the upload
 //! POST, the status poll that also carries the extracted text, the DELETE) with huge, endless,
 //! truncated, reset, garbled and wrongly shaped replies, and the webhook notifier with the same.
 //! For each case and target the probe must fail (not pass, not hang, not panic) within its
@@ -13,15 +13,15 @@
 //!
 //! Cases run concurrently: the whole file takes a few seconds. It needs no test environment.
 
-mod hostile_support;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use hostile_support::{peak_rss, HostileServer, Reply, TEN_MB};
 use medic::probe::{self, parse_yaml, ProbeContext, ProbeResult, ProbeSpec};
 use serde_json::json;
+use support::hostile::{peak_rss, HostileServer, Reply, TEN_MB};
 
 /// Every probe's timeout.
 const TIMEOUT: Duration = Duration::from_secs(2);

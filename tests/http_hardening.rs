@@ -5,13 +5,13 @@
 //! What must hold throughout: `/health` answers, and medic holds no more connections (file
 //! descriptors) than its bound.
 
-mod common;
+mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{http_get, wait_for, Medic, TestRun};
+use support::{http_get, wait_for, Medic, TestRun};
 
 const TOKEN: &str = "hardening-token-9d2e";
 

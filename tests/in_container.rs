@@ -2,16 +2,16 @@
 //! Docker socket mounted and no MEDIC_PROJECT. It finds its own project from its own container,
 //! heals the project's services, and never restarts itself, even when it is unhealthy.
 
-mod common;
+mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use common::{wait_for, Compose, TestRun};
+use support::{wait_for, Compose, TestRun};
 
 #[test]
 fn medic_in_a_container_heals_its_own_project_and_never_restarts_itself() {
-    common::build_images("medic");
+    support::build_images("medic");
     let run = TestRun::new("incontainer");
     let socket_gid = std::fs::metadata("/var/run/docker.sock")
         .expect("the Docker socket")
@@ -29,6 +29,7 @@ services:
       MEDIC_RECONCILE_INTERVAL: 1s
       MEDIC_RESTART_GRACE: 1s
       MEDIC_STOP_TIMEOUT: 1s
+      MEDIC_RESTART_COOLDOWN: 1s
       MEDIC_LOG_FORMAT: json
     labels: {{medic.test: "true", medic.test.run: "{id}"}}
     healthcheck:
@@ -41,7 +42,7 @@ services:
     labels: {{medic.test: "true", medic.test.run: "{id}"}}
     healthcheck: {{test: ["CMD-SHELL", "test -f /tmp/ok"], interval: 1s, retries: 1}}
 "#,
-        image = common::busybox_image(),
+        image = support::busybox_image(),
         id = run.id
     );
     let project = Compose::new(&run.id, &yaml);
@@ -49,7 +50,7 @@ services:
     let medic = project.container("medic");
     let sick = project.container("sick");
     let logs = || {
-        let out = common::docker_at(None, &["logs", &medic]);
+        let out = support::docker_at(None, &["logs", &medic]);
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
     };
 
@@ -68,8 +69,17 @@ services:
     wait_for("sick restarted by medic", Duration::from_secs(30), || {
         run.restarts(&sick) >= 1
     });
-    // Several reconcile rounds with medic unhealthy, and it is still untouched.
-    std::thread::sleep(Duration::from_secs(3));
+    // Several reconcile rounds with medic unhealthy, and it is still untouched. Evidence that
+    // medic's loop went on meanwhile: sick, broken again once healthy, is restarted again.
+    wait_for("sick healthy again", Duration::from_secs(30), || {
+        run.health(&sick) == "healthy"
+    });
+    run.break_health(&sick);
+    wait_for(
+        "sick restarted a second time",
+        Duration::from_secs(30),
+        || run.restarts(&sick) >= 2,
+    );
     assert_eq!(
         run.restarts(&medic),
         0,
@@ -89,7 +99,7 @@ struct RemovedWithVolumes(String);
 
 impl Drop for RemovedWithVolumes {
     fn drop(&mut self) {
-        let _ = common::docker_at(None, &["rm", "-f", "-v", &self.0]);
+        let _ = support::docker_at(None, &["rm", "-f", "-v", &self.0]);
     }
 }
 
@@ -97,14 +107,14 @@ impl Drop for RemovedWithVolumes {
 /// and fields as values, e.g. its own container id without Rust's `Some("…")` around it.
 #[test]
 fn docker_logs_of_medic_hold_no_escape_codes() {
-    common::build_images("medic");
+    support::build_images("medic");
     let run = TestRun::new("plainlogs");
     let socket_gid = std::fs::metadata("/var/run/docker.sock")
         .expect("the Docker socket")
         .gid()
         .to_string();
     let name = format!("{}-medic", run.id);
-    common::docker_ok(
+    support::docker_ok(
         None,
         &[
             "run",
@@ -128,7 +138,7 @@ fn docker_logs_of_medic_hold_no_escape_codes() {
     // also when the test fails.
     let _container = RemovedWithVolumes(name.clone());
     let logs = || {
-        let out = common::docker_at(None, &["logs", &name]);
+        let out = support::docker_at(None, &["logs", &name]);
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
     };
     wait_for(

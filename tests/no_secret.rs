@@ -1,8 +1,8 @@
 //! No secret in any output, and every string from outside escaped for where it goes (issue 14,
 //! items 3 and 4), tried as an attacker would.
 //!
-//! A hostile server of the test's own (tests/hostile_support, raw TCP on 127.0.0.1) answers every
-//! request with a 500 that quotes what it received: the Authorization header (base64 of the URI's
+//! A hostile server of the test's own (tests/support/hostile.rs, raw TCP on 127.0.0.1) answers
+//! every request with a 500 that quotes what it received: the Authorization header (base64 of the URI's
 //! user and password), the request line (the query string) and the body. Probes whose settings
 //! hold `${VAR}` secrets (an `http` probe with one in the URI password, the query and the body; an
 //! `exec` probe with one in its command, in a real container; an `ai` probe with a key) fail
@@ -22,8 +22,7 @@
 //! Needs the test environment (`scripts/testenv.sh up`): the engine, the busybox image, the
 //! plain SMTP server and the Python that runs scripts/smtp_server.py.
 
-mod common;
-mod hostile_support;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -31,9 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::mail::{mails_to, plain_dir, plain_port, unique_rcpt, Mail, OwnSmtp};
-use common::{free_port, http_request as request, medic_config, wait_for, Medic, TestRun};
-use hostile_support::{HostileServer, Reply};
+use support::hostile::{HostileServer, Reply};
+use support::mail::{mails_to, plain_dir, plain_port, unique_rcpt, Mail, OwnSmtp};
+use support::{free_port, http_request as request, medic_config, wait_for, Medic, TestRun};
 
 /// In the `http` probe's URI password.
 const URI_PASSWORD: &str = "uR1pAssW0rdZq8Lm";

@@ -12,7 +12,7 @@
 //! Needs `podman` and the busybox image built into Podman's storage by `scripts/testenv.sh up`
 //! (`scripts/testenv.sh podman` does only that).
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{busybox_image, wait_for, Medic};
+use support::{busybox_image, wait_for, Medic};
 
 /// Runs the `podman` CLI.
 fn podman(args: &[&str]) -> Output {
@@ -329,7 +329,7 @@ fn an_unhealthy_container_is_restarted_through_podman_and_healthy_runs_change_no
     );
 
     // `/health/detailed` says which engine it is.
-    let (code, body) = common::http_get(&medic.addr(), "/health/detailed");
+    let (code, body) = support::http_get(&medic.addr(), "/health/detailed");
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["docker"]["engine"], "Podman", "{body}");

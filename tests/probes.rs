@@ -1,11 +1,11 @@
 //! The probe engine against real servers: RabbitMQ and the nx-27017 MongoDB wire server of the
 //! test environment, a busybox container on the real Docker Engine, local files and git
 //! repositories, and local HTTP fixtures for the model APIs and the upload API (see
-//! tests/probe_support). Also configuration parsing from YAML and labels, end to end.
+//! tests/support/fixtures.rs). Also configuration parsing from YAML and labels, end to end.
 //!
 //! Run through scripts/test.sh, or after `eval "$(scripts/testenv.sh env)"`.
 
-mod probe_support;
+mod support;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -22,7 +22,8 @@ use medic::probe::{
     self, parse_labels, parse_yaml, ConfigOrigin, ProbeContext, ProbeKind, ProbeResult, ProbeSpec,
     Severity,
 };
-use probe_support::*;
+use support::fixtures::*;
+use support::{free_port, test_env, unique};
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -125,7 +126,7 @@ async fn mongodb_fails_naming_the_step_when_the_server_stops_and_recovers_when_i
 
 #[tokio::test]
 async fn mongodb_errors_never_show_the_uri_password() {
-    let port = closed_port();
+    let port = free_port();
     let s = spec(&format!(
         "  db:\n    type: mongodb\n    uri: mongodb://medic:Sup3rSecretPw@127.0.0.1:{port}/?authSource=admin\n    timeout: 2s\n"
     ));
@@ -298,7 +299,7 @@ async fn rabbitmq_never_declares_a_missing_queue() {
 
 #[tokio::test]
 async fn rabbitmq_unreachable_fails_at_connect_without_the_password() {
-    let port = closed_port();
+    let port = free_port();
     let s = spec(&format!(
         "  mq:\n    type: rabbitmq\n    uri: amqp://guest:Rabbit-Pa55word@127.0.0.1:{port}/%2f\n    queues: uploads\n    timeout: 3s\n"
     ));
@@ -587,7 +588,7 @@ async fn http_checks_status_body_json_and_latency() {
             "does not contain \"pong\"",
         ),
         (
-            format!("    url: http://127.0.0.1:{}/\n", closed_port()),
+            format!("    url: http://127.0.0.1:{}/\n", free_port()),
             "cannot connect",
         ),
     ];
@@ -614,7 +615,7 @@ async fn tcp_connects_or_fails_naming_the_address() {
     ));
     assert!(probe::run(&ok, &ProbeContext::new()).await.ok);
 
-    let closed = closed_port();
+    let closed = free_port();
     let bad = spec(&format!(
         "  port:\n    type: tcp\n    host: 127.0.0.1\n    port: {closed}\n"
     ));

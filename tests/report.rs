@@ -6,6 +6,8 @@
 //! The report's schedule (cron in `TZ`, on tokio's paused clock) is tested in
 //! src/notify/service.rs and src/notify/report.rs.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -13,12 +15,7 @@ use std::time::Duration;
 use chrono::{Duration as Span, Utc};
 use medic::store::report::CheckRun;
 use medic::store::{RestartRecord, Store};
-
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::browser::{artifacts, chromium};
 
 /// A store holding a known day (times mid-hour, clear of the strip's hour boundaries): `web`
 /// down 30 minutes 11 hours ago and restarted once;
@@ -68,27 +65,6 @@ fn known_history(dir: &Path) {
             })
             .unwrap();
     }
-}
-
-/// Runs headless Chromium (as root it needs --no-sandbox); returns stdout.
-fn chromium(args: &[&str]) -> String {
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-        ])
-        .args(args)
-        .output()
-        .expect("chromium must be installed: scripts/testenv.sh up installs Debian's");
-    assert!(
-        out.status.success(),
-        "chromium {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn medic(data: &Path, vars: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {

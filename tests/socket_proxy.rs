@@ -10,7 +10,7 @@
 //!   `/health` at 200), and does not retry the restart faster than its cooldown.
 //! - Without events, medic says so once and heals from its reconcile.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_port, http_get, wait_for, Medic, TestRun};
+use support::{free_port, http_get, wait_for, Medic, TestRun};
 
 /// The proxy's sections: the variable that opens each, and the API path it covers. The same
 /// rules as docker-socket-proxy's, for the sections medic could touch and a few it must not.
@@ -279,8 +279,9 @@ fn a_denied_restart_is_reported_once_naming_the_variable_and_medic_keeps_going()
     );
     let started = std::time::Instant::now();
     let before = denied_restarts();
-    // Watch a stretch of time: attempts go on at the cooldown's pace, not faster.
-    std::thread::sleep(Duration::from_secs(6));
+    // Watch a stretch of time: attempts go on at the cooldown's pace, not faster. The stretch
+    // holds six of medic's looks at web (a reconcile a second), each a chance to retry.
+    medic.wait_checked(&format!("docker:{web}"), 6, Duration::from_secs(40));
     let attempts = denied_restarts() - before;
     let window = started.elapsed().as_secs_f64();
     assert!(

@@ -10,15 +10,15 @@
 //! remounted read-only: the kernel refuses with "busy".) Mounting needs root, as the test
 //! environment runs; every mount is undone when the test ends, also when it fails.
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::mail::{plain_dir, plain_port, unique_rcpt, wait_mails, Mail};
-use common::{http_get, wait_for, Medic, TestRun};
+use support::mail::{plain_dir, plain_port, unique_rcpt, wait_mails, Mail};
+use support::{http_get, wait_for, Medic, TestRun};
 
 /// A filesystem mounted for the test, unmounted (every layer) when dropped.
 struct Mounted {
@@ -122,19 +122,6 @@ fn mail_vars(run: &TestRun, rcpt: &str, data: &Path) -> Vec<(String, String)> {
     ]
 }
 
-fn start(vars: &[(String, String)]) -> Medic {
-    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Medic::start(&refs)
-}
-
-fn healthy_web(run: &TestRun) -> String {
-    let web = run.offline_service("web", &[]);
-    wait_for("web healthy", Duration::from_secs(30), || {
-        run.health(&web) == "healthy"
-    });
-    web
-}
-
 /// Waits for `/health` to answer `status`, returning its body.
 fn wait_health(medic: &Medic, status: u16, timeout: Duration) -> String {
     let addr = medic.addr();
@@ -210,8 +197,8 @@ fn a_full_data_folder_is_reported_and_an_alert_follows() {
     let rcpt = unique_rcpt("store-full");
     let disk = Mounted::tmpfs("8m");
     let data = disk.path.join("data");
-    let medic = start(&mail_vars(&run, &rcpt, &data));
-    let _web = healthy_web(&run);
+    let medic = Medic::start_owned(&mail_vars(&run, &rcpt, &data));
+    let _web = run.healthy_web();
     wait_health(&medic, 200, Duration::from_secs(10));
 
     // SQLite may go on writing into its write-ahead log's free room for a while; the folder's
@@ -245,8 +232,8 @@ fn a_read_only_data_folder_is_reported_healing_goes_on_and_an_alert_follows() {
     let rcpt = unique_rcpt("store-ro");
     let mut disk = Mounted::ext4();
     let data = disk.path.join("data");
-    let medic = start(&mail_vars(&run, &rcpt, &data));
-    let web = healthy_web(&run);
+    let medic = Medic::start_owned(&mail_vars(&run, &rcpt, &data));
+    let web = run.healthy_web();
     wait_health(&medic, 200, Duration::from_secs(10));
 
     // The kernel's own error path: ext4 with errors=remount-ro turns read-only.
@@ -313,8 +300,8 @@ fn a_deleted_store_is_recreated_with_the_state_medic_holds() {
     let data = dir.path().join("data");
     let mut vars = mail_vars(&run, &rcpt, &data);
     vars.push(("MEDIC_RESTART_COOLDOWN".into(), "1h".into()));
-    let medic = start(&vars);
-    let web = healthy_web(&run);
+    let medic = Medic::start_owned(&vars);
+    let web = run.healthy_web();
     // One restart, so there is budget state worth keeping.
     run.break_health(&web);
     wait_for("web restarted", Duration::from_secs(30), || {
@@ -366,7 +353,7 @@ fn a_corrupt_store_is_moved_aside_and_healing_starts_anyway() {
     let garbage = b"\x00\xffnot a database\x13\x37".repeat(1000);
     std::fs::write(data.join("medic.db"), &garbage).unwrap();
 
-    let medic = start(&mail_vars(&run, &rcpt, &data));
+    let medic = Medic::start_owned(&mail_vars(&run, &rcpt, &data));
     assert!(logged(&medic, "ERROR", "was corrupt"), "{}", medic.dump());
     let aside: Vec<PathBuf> = std::fs::read_dir(&data)
         .unwrap()
@@ -385,7 +372,7 @@ fn a_corrupt_store_is_moved_aside_and_healing_starts_anyway() {
     assert!(mail.text.contains("moved aside"), "{}", mail.text);
 
     // Healing was not stopped by the lost history.
-    let web = healthy_web(&run);
+    let web = run.healthy_web();
     run.break_health(&web);
     wait_for("web restarted", Duration::from_secs(30), || {
         run.restarts(&web) >= 1
@@ -402,9 +389,9 @@ fn a_store_turned_corrupt_while_medic_runs_is_moved_aside_and_healing_goes_on() 
     std::fs::create_dir_all(&data).unwrap();
     let mut vars = mail_vars(&run, &rcpt, &data);
     vars.push(("MEDIC_STORE_CHECK_INTERVAL".into(), "1s".into()));
-    let medic = start(&vars);
+    let medic = Medic::start_owned(&vars);
     wait_health(&medic, 200, Duration::from_secs(10));
-    let web = healthy_web(&run);
+    let web = run.healthy_web();
 
     // As after medic has run a while, the pages live in the file, not only in its log; then
     // every byte of the file is replaced (a failing disk, a stray write) under the running

@@ -6,7 +6,7 @@
 //! The "collector" each test runs is a plain HTTP listener on 127.0.0.1 that records every byte
 //! it receives: what an attacker's server would see.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -14,7 +14,7 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{docker_ok, medic_with_only as medic, wait_for, Medic, TestRun};
+use support::{docker_ok, medic_with_only as medic, wait_for, Medic, TestRun};
 
 const MAIL_PASSWORD: &str = "mail-pw-Zq81x";
 const API_TOKEN: &str = "api-token-Kd93v";
@@ -104,7 +104,7 @@ fn detailed_health(addr: &str, token: &str) -> serde_json::Value {
 
 /// True when `path` exists inside the container.
 fn file_exists(container: &str, path: &str) -> bool {
-    common::docker_at(None, &["exec", container, "test", "-e", path])
+    support::docker_at(None, &["exec", container, "test", "-e", path])
         .status
         .success()
 }
@@ -278,7 +278,7 @@ fn exec_probes_never_run_outside_the_scope() {
     command: "touch /tmp/pwned"
 "#
     );
-    let (_dir, path) = common::medic_config(&config);
+    let (_dir, path) = support::medic_config(&config);
     let out = medic(
         &["probe", "--json"],
         &[
@@ -337,7 +337,7 @@ fn exec_probes_never_run_in_medics_own_container() {
     let config = format!(
         "probes:\n  self:\n    type: exec\n    container: {medic_name}\n    command: [\"/bin/busybox\", \"touch\", \"/tmp/pwned\"]\n  sibling:\n    type: exec\n    service: app\n    command: \"touch /tmp/ran\"\n"
     );
-    let (_dir, path) = common::medic_config(&config);
+    let (_dir, path) = support::medic_config(&config);
     let sibling = run.service("app", &[]);
     let mut extra = vec![
         "-v".to_string(),
@@ -365,7 +365,7 @@ fn exec_probes_never_run_in_medics_own_container() {
         &extra,
     );
     assert_eq!(own, medic_name);
-    let out = common::docker_at(None, &["exec", &own, "/medic", "probe", "--json"]);
+    let out = support::docker_at(None, &["exec", &own, "/medic", "probe", "--json"]);
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let result = |name: &str| probe_result(&out, name, &text);
@@ -405,7 +405,7 @@ fn restart_never_reaches_a_same_named_service_of_another_project() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let (_dir, path) = common::medic_config(&format!(
+    let (_dir, path) = support::medic_config(&format!(
         "probes:\n  down:\n    type: tcp\n    host: 127.0.0.1\n    port: {closed}\n    interval: 1s\n    timeout: 1s\n    failure_threshold: 1\n    restart: web\n"
     ));
     let daemon = Medic::start(&[
@@ -444,7 +444,7 @@ fn a_label_probe_cannot_replace_a_file_probe_of_the_same_name() {
             ("medic.probe.dup.interval", "1s"),
         ],
     );
-    let (_dir, path) = common::medic_config(&format!(
+    let (_dir, path) = support::medic_config(&format!(
         "probes:\n  dup:\n    type: http\n    url: http://127.0.0.1:{port}/file\n    interval: 1s\n"
     ));
     let daemon = Medic::start(&[
@@ -463,6 +463,6 @@ fn a_label_probe_cannot_replace_a_file_probe_of_the_same_name() {
         || collector.text().matches("GET /file").count() >= 2,
     );
     assert!(!collector.text().contains("/label"), "{}", collector.text());
-    let (status, _) = common::http_get(&daemon.addr(), "/health");
+    let (status, _) = support::http_get(&daemon.addr(), "/health");
     assert_eq!(status, 200, "{}", daemon.dump());
 }

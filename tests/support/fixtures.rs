@@ -1,17 +1,16 @@
-//! Fixtures for tests/probes.rs: local HTTP servers in the shapes the probes talk to (no model
+//! Fixtures for the probe tests (tests/probes.rs): local HTTP servers in the shapes the probes talk to (no model
 //! API is reachable here, and the demo stack's own test is elsewhere), a MongoDB wire server
 //! the test can stop and start, and a busybox container removed on drop.
 //!
 //! The HTTP fixtures are fakes on purpose (TESTING.md "AI model APIs"): they answer in the
 //! OpenAI chat-completions and Gemini generateContent shapes, and mimic the demo app's upload
 //! API, so every failure path can be produced on demand.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Multipart, Path, State};
@@ -21,29 +20,7 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-/// A variable of the test environment (`eval "$(scripts/testenv.sh env)"`).
-pub fn test_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: run the tests through scripts/test.sh, or \
-             `scripts/testenv.sh up && eval \"$(scripts/testenv.sh env)\"` first"
-        )
-    })
-}
-
-/// A unique name for queues, databases and containers, so runs never see each other's state.
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-/// A port nothing listens on (bound, read and released).
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
+use super::{free_port, test_env, unique, wait_for};
 
 /// Serves `router` on 127.0.0.1 at a free port until the test's runtime ends.
 pub async fn serve(router: Router) -> SocketAddr {
@@ -370,7 +347,7 @@ impl WireServer {
     /// Starts one on a free port and waits until it accepts connections.
     pub fn start() -> WireServer {
         let mut server = WireServer {
-            port: closed_port(),
+            port: free_port(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
         };
@@ -399,15 +376,12 @@ impl WireServer {
             .spawn()
             .expect("nx-27017 starts (scripts/testenv.sh up installs it)");
         self.child = Some(child);
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "nx-27017 did not listen on {} within 20s",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let port = self.port;
+        wait_for(
+            &format!("nx-27017 to listen on {port}"),
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
     }
 
     /// Kills it and waits until the port is closed.
@@ -416,14 +390,12 @@ impl WireServer {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "port still open"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let port = self.port;
+        wait_for(
+            &format!("port {port} to close"),
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        );
     }
 
     /// Its URI.

@@ -1,5 +1,5 @@
-//! A hostile HTTP server for tests/hostile_replies.rs: raw TCP on 127.0.0.1, so that it can
-//! answer what no proper server would (10 MB headers, garbage, resets, broken chunking, bodies
+//! A hostile HTTP server for tests/hostile_replies.rs and tests/no_secret.rs: raw TCP on
+//! 127.0.0.1, so that it can answer what no proper server would (10 MB headers, garbage, resets, broken chunking, bodies
 //! that never end). It is a fake on purpose (TESTING.md: a fake is fine where nothing real can
 //! produce the fault): no real server misbehaves on demand.
 //!
@@ -7,7 +7,6 @@
 //! the [`Reply`] the route picks, on a connection of its own (`Connection: close` everywhere).
 //! The server counts the bytes it managed to write, so a test can tell whether the client
 //! stopped reading a body that never ends.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
