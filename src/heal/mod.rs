@@ -10,6 +10,8 @@
 pub mod decide;
 mod restart;
 pub mod runner;
+#[cfg(test)]
+mod scripted;
 pub mod state;
 pub mod targets;
 mod watcher;

@@ -125,7 +125,7 @@ struct Handles {
     /// The admin API's commands.
     commands: mpsc::Sender<Command>,
     /// Probe results (the scheduler's own sender is a clone of this one).
-    #[allow(dead_code)]
+    #[cfg_attr(not(test), allow(dead_code))]
     probes: mpsc::Sender<ProbeReport>,
 }
 
@@ -202,6 +202,7 @@ fn start(
         tx,
         settings,
         scope_tx,
+        own_container: crate::docker::own_container_id,
     };
     tracker.spawn(watcher.run(shutdown));
     Ok(Handles {
@@ -712,3 +713,7 @@ fn config_error_result(probe: &str, error: &LabelError) -> crate::probe::ProbeRe
         checked_at: Utc::now(),
     }
 }
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;

@@ -24,6 +24,8 @@ pub(super) struct Watcher {
     pub(super) tx: mpsc::Sender<Message>,
     pub(super) settings: SupervisorSettings,
     pub(super) scope_tx: tokio::sync::watch::Sender<Option<Scope>>,
+    /// Finds medic's own container id from what the kernel shows (a test says what it shows).
+    pub(super) own_container: fn() -> Option<String>,
 }
 
 impl Watcher {
@@ -124,9 +126,12 @@ impl Watcher {
 
     /// Finds medic's own container and the project to watch.
     async fn discover_scope(&self) -> Result<Scope, EngineError> {
-        let scope =
-            crate::docker::scope::discover(self.engine.as_ref(), self.settings.project.clone())
-                .await?;
+        let scope = crate::docker::scope::discover_from(
+            self.engine.as_ref(),
+            self.settings.project.clone(),
+            (self.own_container)(),
+        )
+        .await?;
         let (project, own_id) = (scope.project.clone(), scope.own_id.clone());
         match (&project, &own_id) {
             (Some(p), Some(own)) => info!(project = %p, own_container = %own, "watching compose project {p} and containers labelled medic.enable=true"),
@@ -176,5 +181,68 @@ impl Watcher {
         debug!(count = containers.len(), "reconciled");
         let _ = self.tx.send(Message::Snapshot(containers)).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scripted::ScriptedEngine;
+    use super::*;
+
+    /// A scope discovery that keeps failing while the engine answers is asked again after
+    /// pauses that grow (src/backoff.rs), not in a tight loop against the engine.
+    #[tokio::test(start_paused = true)]
+    async fn failing_scope_discovery_is_retried_with_pauses() {
+        fn own() -> Option<String> {
+            Some("f".repeat(64))
+        }
+        let (engine, _events) = ScriptedEngine::new(Vec::new());
+        engine.inspect_fails.lock().unwrap().push("f".repeat(64));
+        let engine = Arc::new(engine);
+        let (tx, _rx) = mpsc::channel(64);
+        let (scope_tx, _scope_rx) = tokio::sync::watch::channel(None);
+        let shutdown = CancellationToken::new();
+        let watcher = Watcher {
+            engine: engine.clone(),
+            denials: Arc::new(Denials::default()),
+            status: Arc::new(Status::new(Duration::from_secs(60))),
+            tx,
+            settings: super::super::SupervisorSettings {
+                project: Some("shop".into()),
+                healing: crate::config::HealingSettings {
+                    failure_threshold: 3,
+                    restart_cooldown: Duration::from_secs(600),
+                    restart_budget: 3,
+                    budget_window: Duration::from_secs(3600),
+                    default_grace: Duration::from_secs(60),
+                    default_stop_timeout: Duration::from_secs(10),
+                    operator_hold: Duration::from_secs(120),
+                },
+                reconcile_interval: Duration::from_secs(30),
+                file_probes: Vec::new(),
+                docker_host: None,
+                label_variables: Default::default(),
+            },
+            scope_tx,
+            own_container: own,
+        };
+        let task = tokio::spawn(watcher.run(shutdown.clone()));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let calls = engine.inspected.lock().unwrap().clone();
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].1 - w[0].1).collect();
+        // 0.5 s, 1 s, 2 s, 4 s within 10 s: five calls, each pause twice the one before.
+        assert_eq!(
+            gaps,
+            vec![
+                Duration::from_millis(500),
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(4),
+            ],
+            "{} calls",
+            calls.len()
+        );
     }
 }
