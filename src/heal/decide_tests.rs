@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::super::scripted::healing;
 use super::*;
-use crate::config::HealingSettings;
 use crate::docker::scope::Scope;
 use crate::policy::CheckState;
 
@@ -17,18 +17,6 @@ fn at(base: tokio::time::Instant, secs: i64) -> Now {
     Now {
         wall: t(secs),
         mono: base + Duration::from_secs(secs as u64),
-    }
-}
-
-fn healing() -> crate::config::HealingSettings {
-    HealingSettings {
-        failure_threshold: 3,
-        restart_cooldown: Duration::from_secs(600),
-        restart_budget: 3,
-        budget_window: Duration::from_secs(3600),
-        default_grace: Duration::from_secs(60),
-        default_stop_timeout: Duration::from_secs(10),
-        operator_hold: Duration::from_secs(120),
     }
 }
 
@@ -139,6 +127,13 @@ fn history(effects: &[Effect]) -> Vec<(String, HistoryKind)> {
 
 fn web_key() -> ServiceKey {
     ServiceKey::new(Some("shop"), "web")
+}
+
+/// web turns unhealthy at 0 s and is restarted; the restart ends at 1 s with `grace` seconds.
+fn restart_web(s: &mut HealState, base: tokio::time::Instant, grace: u64) {
+    assert_eq!(restarts(&step(s, unhealthy("web"), at(base, 0))).len(), 1);
+    let grace = Duration::from_secs(grace);
+    step(s, done(RestartResult::Restarted { grace }), at(base, 1));
 }
 
 fn done(result: RestartResult) -> Observation {
@@ -455,14 +450,7 @@ fn out_of_scope_events_are_ignored() {
 fn grace_after_a_restart_ignores_failures() {
     let base = tokio::time::Instant::now();
     let mut s = state();
-    step(&mut s, unhealthy("web"), at(base, 0));
-    step(
-        &mut s,
-        done(RestartResult::Restarted {
-            grace: Duration::from_secs(60),
-        }),
-        at(base, 1),
-    );
+    restart_web(&mut s, base, 60);
     step(&mut s, healthy("web"), at(base, 2));
     let effects = step(&mut s, unhealthy("web"), at(base, 30));
     assert!(restarts(&effects).is_empty());
@@ -474,14 +462,7 @@ fn grace_after_a_restart_ignores_failures() {
 fn cooldown_holds_the_next_restart() {
     let base = tokio::time::Instant::now();
     let mut s = state();
-    step(&mut s, unhealthy("web"), at(base, 0));
-    step(
-        &mut s,
-        done(RestartResult::Restarted {
-            grace: Duration::from_secs(5),
-        }),
-        at(base, 1),
-    );
+    restart_web(&mut s, base, 5);
     step(&mut s, healthy("web"), at(base, 10));
     let effects = step(&mut s, unhealthy("web"), at(base, 100));
     assert!(restarts(&effects).is_empty());
@@ -518,14 +499,7 @@ fn budget_spent_gives_up_once() {
     let mut s = state();
     s.healing.restart_budget = 1;
     s.healing.restart_cooldown = Duration::ZERO;
-    step(&mut s, unhealthy("web"), at(base, 0));
-    step(
-        &mut s,
-        done(RestartResult::Restarted {
-            grace: Duration::ZERO,
-        }),
-        at(base, 1),
-    );
+    restart_web(&mut s, base, 0);
     step(&mut s, healthy("web"), at(base, 2));
     let effects = step(&mut s, unhealthy("web"), at(base, 3));
     assert!(restarts(&effects).is_empty());

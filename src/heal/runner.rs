@@ -377,13 +377,9 @@ impl Healer {
     /// Records a probe run for the report and the API, then feeds it to the decisions.
     fn on_probe(&mut self, report: ProbeReport) {
         let result: &crate::probe::ProbeResult = &report.result;
-        if let Err(e) = self.store.record_check_run(&result.into()) {
-            if self.store.fault_known() {
-                debug!(probe = %report.spec.name, error = %format!("{e:#}"), "cannot record the probe run for the report");
-            } else {
-                error!(probe = %report.spec.name, error = %format!("{e:#}"), "cannot record the probe run for the report");
-            }
-        }
+        let recorded = self.store.record_check_run(&result.into());
+        let what = "cannot record the probe run for the report";
+        self.logged(recorded, what, &report.spec.name);
         self.status.metrics.probe_ran(result, report.lag);
         self.last_probes
             .insert(report.spec.name.clone(), report.clone());
@@ -661,38 +657,33 @@ impl Healer {
         self.probes.current = all;
     }
 
-    // While a store fault is known (reported at ERROR once, and on /health), each failing
-    // write logs at DEBUG: 300 probes must not turn one fault into 300 ERROR lines a second.
-    // The state stays in memory and is written back when the store works again.
     fn save_service(&self, service: &str, state: &ServiceState) {
-        if let Err(e) = self.store.save_service(service, state) {
-            if self.store.fault_known() {
-                debug!(%service, error = %format!("{e:#}"), "cannot save service state");
-            } else {
-                error!(%service, error = %format!("{e:#}"), "cannot save service state");
-            }
-        }
+        let result = self.store.save_service(service, state);
+        self.logged(result, "cannot save service state", service);
     }
 
     fn save_check(&self, key: &str, state: &CheckState) {
-        if let Err(e) = self.store.save_check(key, state) {
-            if self.store.fault_known() {
-                debug!(check = %key, error = %format!("{e:#}"), "cannot save check state");
-            } else {
-                error!(check = %key, error = %format!("{e:#}"), "cannot save check state");
-            }
-        }
+        let result = self.store.save_check(key, state);
+        self.logged(result, "cannot save check state", key);
     }
 
     fn history(&self, at: Instant, component: &str, kind: HistoryKind, message: &str) {
-        if let Err(e) = self
+        let result = self
             .store
-            .record_history(at, component, kind.as_str(), message)
-        {
+            .record_history(at, component, kind.as_str(), message);
+        self.logged(result, "cannot record history", component);
+    }
+
+    /// Logs a failed write to the store. While a store fault is known (reported at ERROR once,
+    /// and on /health), each failing write logs at DEBUG: 300 probes must not turn one fault
+    /// into 300 ERROR lines a second. The state stays in memory and is written back when the
+    /// store works again.
+    fn logged<T>(&self, result: anyhow::Result<T>, what: &str, key: &str) {
+        if let Err(e) = result {
             if self.store.fault_known() {
-                debug!(error = %format!("{e:#}"), "cannot record history");
+                debug!(%key, error = %format!("{e:#}"), "{what}");
             } else {
-                error!(error = %format!("{e:#}"), "cannot record history");
+                error!(%key, error = %format!("{e:#}"), "{what}");
             }
         }
     }

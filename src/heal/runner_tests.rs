@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tempfile::TempDir;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::super::scripted::{container, event, ScriptedEngine};
+use super::super::scripted::{container, event, healing, ScriptedEngine};
 use super::*;
 use crate::docker::{EventKind, Health};
 
@@ -19,18 +19,6 @@ struct Rig {
     alerts: mpsc::Receiver<crate::notify::Incoming>,
     shutdown: CancellationToken,
     _dir: TempDir,
-}
-
-fn healing() -> HealingSettings {
-    HealingSettings {
-        failure_threshold: 3,
-        restart_cooldown: Duration::from_secs(600),
-        restart_budget: 3,
-        budget_window: Duration::from_secs(3600),
-        default_grace: Duration::from_secs(60),
-        default_stop_timeout: Duration::from_secs(10),
-        operator_hold: Duration::from_secs(120),
-    }
 }
 
 /// The loop watching project `shop` (containers `web` and `db`), settled: the scope is known.

@@ -209,15 +209,7 @@ mod tests {
             tx,
             settings: super::super::SupervisorSettings {
                 project: Some("shop".into()),
-                healing: crate::config::HealingSettings {
-                    failure_threshold: 3,
-                    restart_cooldown: Duration::from_secs(600),
-                    restart_budget: 3,
-                    budget_window: Duration::from_secs(3600),
-                    default_grace: Duration::from_secs(60),
-                    default_stop_timeout: Duration::from_secs(10),
-                    operator_hold: Duration::from_secs(120),
-                },
+                healing: super::super::scripted::healing(),
                 reconcile_interval: Duration::from_secs(30),
                 file_probes: Vec::new(),
                 docker_host: None,
