@@ -386,12 +386,7 @@ impl Step<'_> {
             .failure_threshold
             .unwrap_or(self.state.healing.failure_threshold);
         let check_key = CheckKey::probe(&spec.name);
-        let before = self
-            .state
-            .checks
-            .get(check_key.as_str())
-            .cloned()
-            .unwrap_or_default();
+        let before = self.state.check(&check_key);
         let (check, verdict) = record_check(&before, &outcome, now, threshold, in_grace);
         self.state
             .checks
@@ -483,19 +478,9 @@ impl Step<'_> {
             Health::Unhealthy => Outcome::Fail("Docker reports the container unhealthy".into()),
             _ => Outcome::Pass,
         };
-        let service_state = self
-            .state
-            .services
-            .get(service.as_str())
-            .cloned()
-            .unwrap_or_default();
+        let service_state = self.state.service(&service);
         let in_grace = service_state.in_grace(now);
-        let before = self
-            .state
-            .checks
-            .get(check_key.as_str())
-            .cloned()
-            .unwrap_or_default();
+        let before = self.state.check(&check_key);
         // Docker has already counted its own healthcheck retries: unhealthy is the threshold.
         let (check, verdict) = record_check(&before, &outcome, now, 1, in_grace);
         // Saved after the alerts below are kept (see on_probe).
@@ -572,12 +557,7 @@ impl Step<'_> {
             return "nothing to restart".into();
         };
         let component = ComponentId::new(first.component());
-        let state = self
-            .state
-            .services
-            .get(service.as_str())
-            .cloned()
-            .unwrap_or_default();
+        let state = self.state.service(service);
         let ctx = RestartContext {
             opted_out: containers.iter().any(|c| !c.restart_allowed()),
             operator_hold_until: self

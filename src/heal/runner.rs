@@ -457,14 +457,7 @@ impl Healer {
                         .map(|s| s.name.as_str())
                         .collect();
                     known.sort();
-                    let _ = reply.send(Err(CommandError::NotFound(format!(
-                        "no probe named {name:?}; probes: {}",
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    ))));
+                    let _ = reply.send(Err(not_found("probe", &name, &known)));
                     return;
                 };
                 let Some(ctx) = self.probes.ctx.clone() else {
@@ -511,14 +504,7 @@ impl Healer {
                         .collect();
                     names.sort();
                     names.dedup();
-                    let _ = reply.send(Err(CommandError::NotFound(format!(
-                        "no component named {component:?}; components: {}",
-                        if names.is_empty() {
-                            "none".into()
-                        } else {
-                            names.join(", ")
-                        }
-                    ))));
+                    let _ = reply.send(Err(not_found("component", &component, &names)));
                     return;
                 }
                 self.observe(Observation::Silence { component, until });
@@ -687,6 +673,17 @@ impl Healer {
             }
         }
     }
+}
+
+/// `no probe named "x"; probes: a, b` (or `none`), for a command naming what does not exist.
+fn not_found(what: &str, name: &str, known: &[impl AsRef<str>]) -> CommandError {
+    let known: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
+    let known = if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.join(", ")
+    };
+    CommandError::NotFound(format!("no {what} named {name:?}; {what}s: {known}"))
 }
 
 /// The failing result shown in place of a label probe that cannot run.

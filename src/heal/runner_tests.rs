@@ -186,3 +186,15 @@ async fn a_probe_restarts_the_service_it_names_and_a_failed_restart_is_kept_by_c
     assert_eq!(alerts_received(&mut rig), 1);
     rig.shutdown.cancel();
 }
+
+#[test]
+fn a_command_naming_nothing_known_lists_what_is() {
+    assert_eq!(
+        not_found("probe", "x", &["a", "b"]).to_string(),
+        "no probe named \"x\"; probes: a, b"
+    );
+    assert_eq!(
+        not_found("component", "x", &Vec::<String>::new()).to_string(),
+        "no component named \"x\"; components: none"
+    );
+}

@@ -133,6 +133,16 @@ impl HealState {
             .is_some_and(|scope| scope.contains(id, labels))
     }
 
+    /// A check's tally; a check never seen has failed nothing.
+    pub fn check(&self, key: &CheckKey) -> CheckState {
+        self.checks.get(key.as_str()).cloned().unwrap_or_default()
+    }
+
+    /// A service's restart state; a service never restarted has a fresh one.
+    pub fn service(&self, key: &ServiceKey) -> ServiceState {
+        self.services.get(key.as_str()).cloned().unwrap_or_default()
+    }
+
     /// Until when a person has silenced `component`, if they have.
     pub fn silenced_until(&self, component: &str, now: Instant) -> Option<Instant> {
         self.silenced.get(component).copied().filter(|u| *u > now)
