@@ -25,7 +25,7 @@ pub use super::state::{
 };
 use super::targets::{container_from_event, hold_key, restart_targets, service_key};
 use crate::docker::{Container, EngineEvent, EventKind, Health, RunState};
-use crate::model::{CheckKey, ComponentId, HistoryKind, ServiceKey};
+use crate::model::{CheckKey, ComponentId, HistoryKind, ServiceKey, WorkloadId};
 use crate::notify::{Alert, AlertKind};
 use crate::policy::{
     decide_restart, record_check, restarted, CheckVerdict, Decision, HoldReason, Instant, Outcome,
@@ -605,9 +605,9 @@ impl Step<'_> {
                 // Recorded before the call: a crash of medic right after still counts it.
                 let after = restarted(&next, now, healing.default_grace, &healing);
                 self.save_service(service, after);
-                let workloads: Vec<(String, String)> = containers
+                let workloads: Vec<(WorkloadId, String)> = containers
                     .iter()
-                    .map(|c| (c.id.clone(), c.name.clone()))
+                    .map(|c| (WorkloadId::new(&c.id), c.name.clone()))
                     .collect();
                 let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
                 let action = format!("restarted {}", names.join(", "));
@@ -651,7 +651,12 @@ impl Step<'_> {
         }
     }
 
-    fn on_restart_done(&mut self, service: ServiceKey, workload: String, result: RestartResult) {
+    fn on_restart_done(
+        &mut self,
+        service: ServiceKey,
+        workload: WorkloadId,
+        result: RestartResult,
+    ) {
         self.state
             .own_restarts
             .insert(workload, self.now.mono + OWN_RESTART_ECHO);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::super::scripted::healing;
 use super::*;
 use crate::docker::scope::Scope;
+use crate::model::WorkloadId;
 use crate::policy::CheckState;
 
 fn t(secs: i64) -> Instant {
@@ -139,7 +140,7 @@ fn restart_web(s: &mut HealState, base: tokio::time::Instant, grace: u64) {
 fn done(result: RestartResult) -> Observation {
     Observation::RestartDone {
         service: web_key(),
-        workload: "id-web".into(),
+        workload: WorkloadId::new("id-web"),
         result,
     }
 }
@@ -240,7 +241,7 @@ fn probe_restarts_the_services_it_names() {
     assert_eq!(orders[0].service, web_key());
     assert_eq!(
         orders[0].workloads,
-        vec![("id-web".to_string(), "shop-web-1".to_string())],
+        vec![(WorkloadId::new("id-web"), "shop-web-1".to_string())],
         "web only, not db"
     );
     assert_eq!(orders[0].component.as_str(), "web");
@@ -606,7 +607,7 @@ fn grace_is_the_longest_of_the_workloads() {
         &mut s,
         Observation::RestartDone {
             service: web_key(),
-            workload: "id-web-2".into(),
+            workload: WorkloadId::new("id-web-2"),
             result: RestartResult::Restarted {
                 grace: Duration::from_secs(90),
             },

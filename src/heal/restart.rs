@@ -13,7 +13,7 @@ use super::decide::RestartResult;
 use super::runner::Message;
 use crate::config::parse_duration;
 use crate::docker::{Denials, Engine, RunState, LABEL_STOP_TIMEOUT};
-use crate::model::ServiceKey;
+use crate::model::{ServiceKey, WorkloadId};
 use crate::policy::Instant;
 use crate::store::{RestartRecord, Store};
 
@@ -43,7 +43,7 @@ impl RestartTask {
             .tx
             .send(Message::RestartDone {
                 service: self.service.clone(),
-                workload: self.container_id.clone(),
+                workload: WorkloadId::new(&self.container_id),
                 result,
             })
             .await;

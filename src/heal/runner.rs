@@ -24,7 +24,7 @@ use crate::config::probes::LabelError;
 use crate::config::HealingSettings;
 use crate::docker::scope::Scope;
 use crate::docker::{Container, Denials, Engine, EngineEvent};
-use crate::model::{HistoryKind, ServiceKey};
+use crate::model::{HistoryKind, ServiceKey, WorkloadId};
 use crate::policy::{CheckState, Instant, ServiceState};
 use crate::probe::{ProbeContext, ProbeSpec};
 use crate::scheduler::{ProbeReport, Scheduler};
@@ -49,7 +49,7 @@ pub(super) enum Message {
         /// The service whose restart it was part of.
         service: ServiceKey,
         /// The workload restarted.
-        workload: String,
+        workload: WorkloadId,
         /// How it ended.
         result: RestartResult,
     },
@@ -362,7 +362,7 @@ impl Healer {
                 store: self.store.clone(),
                 tx: self.tx.clone(),
                 service: order.service.clone(),
-                container_id: id,
+                container_id: id.to_string(),
                 container_name: name,
                 reason: order.reason.clone(),
                 default_stop_timeout: self.state.healing.default_stop_timeout,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::HealingSettings;
 use crate::docker::scope::Scope;
 use crate::docker::{Container, EngineEvent, Health};
-use crate::model::{CheckKey, ComponentId, HistoryKind, ServiceKey};
+use crate::model::{CheckKey, ComponentId, HistoryKind, ServiceKey, WorkloadId};
 use crate::notify::Alert;
 use crate::policy::{CheckState, Instant, ServiceState};
 use crate::probe::ProbeSpec;
@@ -41,7 +41,7 @@ pub struct InFlight {
     /// The component the service belongs to, for its history.
     pub component: ComponentId,
     /// The workloads being restarted: their stop and kill events are medic's own echo.
-    pub workloads: Vec<String>,
+    pub workloads: Vec<WorkloadId>,
     /// Restarts not finished yet.
     pub remaining: usize,
     /// The longest grace among the workloads restarted so far.
@@ -90,7 +90,7 @@ pub struct HealState {
     /// Services with a restart under way.
     pub in_flight: HashMap<ServiceKey, InFlight>,
     /// Workloads medic restarted, and until when their stop/kill events are its own echo.
-    pub own_restarts: HashMap<String, tokio::time::Instant>,
+    pub own_restarts: HashMap<WorkloadId, tokio::time::Instant>,
     /// Container names medic restarted in the minute before it started, mapped to when their
     /// echo stops being expected: a restart a crash interrupted still makes the engine stop the
     /// container, and that must not look like an operator's stop.
@@ -151,12 +151,14 @@ impl HealState {
     /// True when a stop of workload `id` (named `name`) is medic's own restart's echo.
     pub(super) fn is_own_echo(&self, id: &str, name: &str, now: tokio::time::Instant) -> bool {
         let still = |until: &tokio::time::Instant| *until > now;
-        self.own_restarts.get(id).is_some_and(still)
+        self.own_restarts
+            .get(&WorkloadId::new(id))
+            .is_some_and(still)
             || self.interrupted_restarts.get(name).is_some_and(still)
             || self
                 .in_flight
                 .values()
-                .any(|f| f.workloads.iter().any(|w| w == id))
+                .any(|f| f.workloads.iter().any(|w| w.as_str() == id))
     }
 }
 
@@ -203,7 +205,7 @@ pub enum Observation {
         /// The service whose restart it was part of.
         service: ServiceKey,
         /// The workload.
-        workload: String,
+        workload: WorkloadId,
         /// How it ended.
         result: RestartResult,
     },
@@ -242,7 +244,7 @@ pub struct RestartOrder {
     /// Its component.
     pub component: ComponentId,
     /// The workloads, by id and name.
-    pub workloads: Vec<(String, String)>,
+    pub workloads: Vec<(WorkloadId, String)>,
     /// Why, for the restart record and the log.
     pub reason: String,
     /// When the decision was made.

@@ -22,6 +22,23 @@ pub struct ServiceKey(String);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CheckKey(String);
 
+/// A workload medic can observe and restart, by the engine's id: a container today, a Swarm
+/// service tomorrow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadId(String);
+
+impl WorkloadId {
+    /// The workload the engine knows by `id`.
+    pub fn new(id: impl Into<String>) -> WorkloadId {
+        WorkloadId(id.into())
+    }
+
+    /// The engine's id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl ComponentId {
     /// The component named `name`.
     pub fn new(name: impl Into<String>) -> ComponentId {
@@ -80,7 +97,7 @@ macro_rules! display_as_str {
         }
     )*};
 }
-display_as_str!(ComponentId, ServiceKey, CheckKey, HistoryKind);
+display_as_str!(ComponentId, ServiceKey, CheckKey, HistoryKind, WorkloadId);
 
 /// What a line of history records. Stored as the text [`HistoryKind::as_str`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
