@@ -9,6 +9,8 @@ pub mod backoff;
 pub mod commands;
 pub mod config;
 pub mod docker;
+pub mod heal;
+pub mod model;
 pub mod notify;
 pub mod policy;
 pub mod probe;

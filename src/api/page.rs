@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::detailed::{snapshot, Detailed};
 use super::ApiState;
+use crate::model::HistoryKind;
 use crate::policy::Instant;
 use crate::status::{ComponentView, Level};
 use crate::store::timeline::TimelineEvent;
@@ -43,21 +44,11 @@ enum Cell {
     Failed,
 }
 
-/// The history kinds that colour a cell red.
-const FAILED_KINDS: [&str; 7] = [
-    "unhealthy",
-    "probe_failed",
-    "gave_up",
-    "restart_failed",
-    "oom",
-    "alert_critical",
-    "alert_gave_up",
-];
-
 fn kind_cell(kind: &str) -> Option<Cell> {
     match kind {
         "restart" => Some(Cell::Restarted),
-        kind if FAILED_KINDS.contains(&kind) => Some(Cell::Failed),
+        // The history kinds that colour a cell red.
+        kind if HistoryKind::parse(kind).is_some_and(HistoryKind::is_failure) => Some(Cell::Failed),
         _ => None,
     }
 }
@@ -418,7 +409,13 @@ pub struct StripCache(tokio::sync::Mutex<Option<(Instant, Arc<[TimelineEvent]>)>
 /// What the page reads from the store: the strips' events since `since`, one per component,
 /// kind and hour (grouped by the store, so a day of failures every few seconds stays small).
 pub fn history_since(store: &Store, since: Instant) -> anyhow::Result<Vec<TimelineEvent>> {
-    store.timeline_cells_since(since, &FAILED_KINDS)
+    // The kinds that colour a cell red, as stored.
+    let failed: Vec<&str> = HistoryKind::ALL
+        .into_iter()
+        .filter(|k| k.is_failure())
+        .map(HistoryKind::as_str)
+        .collect();
+    store.timeline_cells_since(since, &failed)
 }
 
 /// `GET /`.

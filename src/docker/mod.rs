@@ -9,11 +9,13 @@
 //! state), [`BollardEngine`] fills the gap so that the layers above see the same data from both.
 
 mod bollard_engine;
+pub mod compose;
 pub mod endpoints;
 pub mod scope;
 
 pub(crate) use bollard_engine::engine_error;
 pub use bollard_engine::{BollardEngine, DEFAULT_ENGINE_TIMEOUT};
+pub use compose::{component_of, project_of, LABEL_PODMAN_PROJECT, LABEL_PROJECT, LABEL_SERVICE};
 pub use endpoints::{Denials, Endpoint};
 
 use std::collections::HashMap;
@@ -21,14 +23,6 @@ use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 
-/// Label: the compose project a container belongs to.
-pub const LABEL_PROJECT: &str = "com.docker.compose.project";
-/// Label: the compose service a container runs.
-pub const LABEL_SERVICE: &str = "com.docker.compose.service";
-/// Label: the project in podman-compose's own namespace. podman-compose 1.0 sets it next to
-/// Compose's `com.docker.compose.project`/`service` (checked with Debian's 1.0.3); older
-/// releases labelled some objects with it alone.
-pub const LABEL_PODMAN_PROJECT: &str = "io.podman.compose.project";
 /// Label: `true` brings a container into scope, `false` takes one out.
 pub const LABEL_ENABLE: &str = "medic.enable";
 /// Label: `false` means medic alerts about the container but never restarts it.
@@ -157,24 +151,6 @@ impl Container {
     pub fn restart_allowed(&self) -> bool {
         !label_is_false(&self.labels, LABEL_RESTART)
     }
-}
-
-/// The compose project of a container with these labels: Compose's label, else the one
-/// podman-compose sets in its own namespace.
-pub fn project_of(labels: &HashMap<String, String>) -> Option<&str> {
-    labels
-        .get(LABEL_PROJECT)
-        .or_else(|| labels.get(LABEL_PODMAN_PROJECT))
-        .map(String::as_str)
-}
-
-/// The component name for a container with these labels and name: its compose service, else
-/// its name.
-pub fn component_of(labels: &HashMap<String, String>, name: &str) -> String {
-    labels
-        .get(LABEL_SERVICE)
-        .cloned()
-        .unwrap_or_else(|| name.trim_start_matches('/').to_string())
 }
 
 fn label_is_false(labels: &HashMap<String, String>, key: &str) -> bool {
@@ -338,7 +314,12 @@ pub struct EngineVersion {
     pub api_version: String,
 }
 
-/// The Docker Engine operations medic uses.
+/// The engine medic observes and heals through: the workloads it can list, inspect, watch and
+/// restart. Today a workload is a container of a compose project (or one labelled
+/// `medic.enable=true`), described by [`Container`]. A Swarm service, where a restart is a
+/// forced update, would be a second implementation of this trait: the healing step
+/// ([`crate::heal::decide`]) names what it restarts only by workload id and name, by
+/// [`crate::model::ServiceKey`] and [`crate::model::ComponentId`], so it would not change.
 #[async_trait::async_trait]
 pub trait Engine: Send + Sync {
     /// Engine and negotiated API versions; also the cheapest "is it there" call.
@@ -436,25 +417,6 @@ mod tests {
         assert_eq!(find_container_id(&host_mount), None);
         let podman_cgroup = format!("0::/libpod_parent/libpod-{id}\n");
         assert_eq!(find_container_id(&podman_cgroup), Some(id.clone()));
-    }
-
-    #[test]
-    fn component_is_the_service_else_the_name() {
-        let mut labels = HashMap::new();
-        assert_eq!(component_of(&labels, "/web-1"), "web-1");
-        labels.insert(LABEL_SERVICE.to_string(), "web".to_string());
-        assert_eq!(component_of(&labels, "/web-1"), "web");
-    }
-
-    #[test]
-    fn podman_compose_project_label_names_the_project() {
-        let labels = HashMap::from([(LABEL_PODMAN_PROJECT.to_string(), "shop".to_string())]);
-        assert_eq!(project_of(&labels), Some("shop"));
-        // podman-compose 1.0 sets both with the same value; Compose's wins if they differ.
-        let mut both = labels.clone();
-        both.insert(LABEL_PROJECT.to_string(), "store".to_string());
-        assert_eq!(project_of(&both), Some("store"));
-        assert_eq!(project_of(&HashMap::new()), None);
     }
 
     #[test]

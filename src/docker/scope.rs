@@ -87,7 +87,16 @@ impl Scope {
 /// Finds medic's own container (from what the kernel shows, else the hostname Docker set) and
 /// the project to watch: `project` when given, else the own container's compose project.
 pub async fn discover(engine: &dyn Engine, project: Option<String>) -> Result<Scope, EngineError> {
-    let mut own_id = own_container_id();
+    discover_from(engine, project, own_container_id()).await
+}
+
+/// [`discover`] with medic's own container id as the kernel showed it (`None` when it shows
+/// none), so a test can say what the kernel would.
+pub async fn discover_from(
+    engine: &dyn Engine,
+    project: Option<String>,
+    mut own_id: Option<String>,
+) -> Result<Scope, EngineError> {
     if own_id.is_none() {
         // Docker sets the hostname to the short container id unless told otherwise.
         if let Ok(hostname) = std::env::var("HOSTNAME") {

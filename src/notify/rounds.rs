@@ -199,7 +199,7 @@ impl Rounds {
                     );
                     commit.history.push((
                         alert.component.clone(),
-                        "alert_held".into(),
+                        crate::model::HistoryKind::AlertHeld.as_str().into(),
                         format!(
                             "{:?} held back by the rate limit: {}",
                             alert.kind, alert.action

@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::model::HistoryKind;
 use crate::notify::email::Email;
 use crate::notify::render::{html_email, local_time, short_duration};
 use crate::probe::spec::CronSchedule;
@@ -148,8 +149,12 @@ pub struct Report {
     pub average_uptime_percent: f64,
 }
 
-const DOWN_START: &[&str] = &["alert_critical", "unhealthy", "gave_up"];
-const DOWN_END: &[&str] = &["alert_recovered", "recovered"];
+const DOWN_START: &[HistoryKind] = &[
+    HistoryKind::AlertCritical,
+    HistoryKind::Unhealthy,
+    HistoryKind::GaveUp,
+];
+const DOWN_END: &[HistoryKind] = &[HistoryKind::AlertRecovered, HistoryKind::Recovered];
 
 /// The component a restart's service key names (`project/service` → `service`).
 fn restart_component(r: &RestartRecord) -> &str {
@@ -181,7 +186,7 @@ pub fn build_report(
     for name in &names {
         let mut down_since: Option<DateTime<Utc>> = down_before
             .iter()
-            .find(|(c, k)| c == name && k == "alert_critical")
+            .find(|(c, k)| c == name && HistoryKind::parse(k) == Some(HistoryKind::AlertCritical))
             .map(|_| from);
         let mut intervals: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
         let mut failure_times = Vec::new();
@@ -190,7 +195,9 @@ pub fn build_report(
             .iter()
             .filter(|h| &h.component == name && h.at >= from && h.at <= now)
         {
-            let kind = h.kind.as_str();
+            let Some(kind) = HistoryKind::parse(&h.kind) else {
+                continue;
+            };
             if DOWN_START.contains(&kind) && down_since.is_none() {
                 down_since = Some(h.at);
             }
@@ -199,14 +206,17 @@ pub fn build_report(
                     intervals.push((start, h.at));
                 }
             }
-            if matches!(kind, "unhealthy" | "probe_failed") {
+            if matches!(kind, HistoryKind::Unhealthy | HistoryKind::ProbeFailed) {
                 failures += h.count;
                 failure_times.push(h.at);
             }
-            if matches!(kind, "alert_critical" | "alert_recovered" | "alert_gave_up") {
+            if matches!(
+                kind,
+                HistoryKind::AlertCritical | HistoryKind::AlertRecovered | HistoryKind::AlertGaveUp
+            ) {
                 alerts += 1;
             }
-            if kind == "alert_held" {
+            if kind == HistoryKind::AlertHeld {
                 held += 1;
             }
         }

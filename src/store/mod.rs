@@ -12,6 +12,7 @@ use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::model::HistoryKind;
 use crate::policy::{CheckState, Instant, ServiceState};
 
 pub mod faults;
@@ -99,7 +100,7 @@ CREATE INDEX IF NOT EXISTS history_by_component ON history (component, at);
 ";
 
 /// History kinds that say a check failed: repeats of one are folded into one line with a count.
-pub const FOLDED_KINDS: &[&str] = &["probe_failed", "unhealthy"];
+pub const FOLDED_KINDS: &[HistoryKind] = &[HistoryKind::ProbeFailed, HistoryKind::Unhealthy];
 
 /// A lock whose holder panicked still guards intact data.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -329,7 +330,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut folded = false;
-        if FOLDED_KINDS.contains(&kind) {
+        if HistoryKind::parse(kind).is_some_and(|k| FOLDED_KINDS.contains(&k)) {
             // The same failure of the same check earlier in this hour, with nothing but
             // failures of the component after it (a recovery ends the run of repeats).
             let hour = at.get(..13).unwrap_or(&at);
