@@ -96,7 +96,8 @@ impl Application {
             alerts_tx,
             &tracker,
             shutdown.clone(),
-        )?;
+        )?
+        .commands;
         let mirror = status.clone();
         notifier.status().on_change(move |n| {
             mirror

@@ -278,16 +278,10 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
     }
 
+    /// The SPEC's defaults (cooldown 10 min, budget 3 an hour, grace 60 s, threshold 3), which
+    /// `HealingSettings::default()` gives; the cases below are written against these numbers.
     fn healing() -> HealingSettings {
-        HealingSettings {
-            failure_threshold: 3,
-            restart_cooldown: Duration::from_secs(600),
-            restart_budget: 3,
-            budget_window: Duration::from_secs(3600),
-            default_grace: Duration::from_secs(60),
-            default_stop_timeout: Duration::from_secs(10),
-            operator_hold: Duration::from_secs(120),
-        }
+        HealingSettings::default()
     }
 
     #[test]

@@ -121,30 +121,17 @@ fn restarts_before_start(store: &Store) -> HashMap<String, tokio::time::Instant>
 }
 
 /// Where the outside world reaches a running loop.
-struct Handles {
+pub struct Handles {
     /// The admin API's commands.
-    commands: mpsc::Sender<Command>,
+    pub commands: mpsc::Sender<Command>,
     /// Probe results (the scheduler's own sender is a clone of this one).
     #[cfg_attr(not(test), allow(dead_code))]
-    probes: mpsc::Sender<ProbeReport>,
+    pub(crate) probes: mpsc::Sender<ProbeReport>,
 }
 
 /// Starts the watcher and the loop on `tracker`; both stop when `shutdown` is cancelled.
-/// Returns where the admin API sends its [`Command`]s.
+/// Returns where the admin API sends its [`Command`]s (and, for tests, where probe results go).
 pub fn spawn(
-    settings: SupervisorSettings,
-    engine: Arc<dyn Engine>,
-    store: Arc<Store>,
-    status: Arc<Status>,
-    alerts: mpsc::Sender<crate::notify::Incoming>,
-    tracker: &TaskTracker,
-    shutdown: CancellationToken,
-) -> anyhow::Result<mpsc::Sender<Command>> {
-    let handles = start(settings, engine, store, status, alerts, tracker, shutdown)?;
-    Ok(handles.commands)
-}
-
-fn start(
     settings: SupervisorSettings,
     engine: Arc<dyn Engine>,
     store: Arc<Store>,

@@ -39,7 +39,7 @@ async fn rig() -> Rig {
         label_variables: Default::default(),
     };
     let status = Arc::new(Status::new(Duration::from_secs(60)));
-    let handles = start(
+    let handles = spawn(
         settings,
         engine.clone(),
         store.clone(),

@@ -48,15 +48,8 @@ impl ScriptedEngine {
 /// The healing policy the tests run with: threshold 3, a 10-minute cooldown, 3 restarts an
 /// hour, a minute of grace, two minutes of operator hold.
 pub fn healing() -> crate::config::HealingSettings {
-    crate::config::HealingSettings {
-        failure_threshold: 3,
-        restart_cooldown: Duration::from_secs(600),
-        restart_budget: 3,
-        budget_window: Duration::from_secs(3600),
-        default_grace: Duration::from_secs(60),
-        default_stop_timeout: Duration::from_secs(10),
-        operator_hold: Duration::from_secs(120),
-    }
+    // The SPEC's defaults are exactly these.
+    crate::config::HealingSettings::default()
 }
 
 /// A running container of service `service` in compose project `shop`.
