@@ -12,9 +12,9 @@ use tracing::info;
 
 use crate::config::Settings;
 use crate::docker::Engine;
+use crate::heal::{self, SupervisorSettings};
 use crate::status::Status;
 use crate::store::Store;
-use crate::supervisor::{self, SupervisorSettings};
 
 /// The running daemon: its HTTP address and the handles that stop it.
 pub struct Application {
@@ -81,7 +81,7 @@ impl Application {
             &tracker,
             shutdown.clone(),
         );
-        let commands = supervisor::spawn(
+        let commands = heal::spawn(
             SupervisorSettings {
                 project: settings.project.clone(),
                 healing: settings.healing.clone(),

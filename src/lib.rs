@@ -1,7 +1,7 @@
 //! medic: a Docker-native sidecar that keeps a docker compose stack healthy.
 //!
 //! Data flows one way: [`config`] → [`docker`] (discovery and events) → [`policy`] (pure
-//! decisions) → [`supervisor`] (restarts) and [`store`] (durable state) → [`api`].
+//! decisions) → [`heal`] (restarts) and [`store`] (durable state) → [`api`].
 
 pub mod api;
 pub mod app;
@@ -19,4 +19,3 @@ pub mod report;
 pub mod scheduler;
 pub mod status;
 pub mod store;
-pub mod supervisor;

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::{authorize, error, ApiError, ApiState};
-use crate::supervisor::{Command, CommandError};
+use crate::heal::{Command, CommandError};
 
 /// How long a request waits for the brain (a probe run is bounded by its own timeout on top).
 const BRAIN_WAIT: Duration = Duration::from_secs(10);

@@ -33,9 +33,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::heal::Command;
 use crate::status::Status;
 use crate::store::Store;
-use crate::supervisor::Command;
 
 /// Sends the daily report now, for `POST /api/v1/report/send`. Hook for the notifiers: until
 /// one is given to [`ApiState::report`], the route answers 501.

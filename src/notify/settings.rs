@@ -62,11 +62,6 @@ pub struct NotifySettings {
 }
 
 impl NotifySettings {
-    /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<NotifySettings, ConfigError> {
-        NotifySettings::from_vars(&crate::config::environment()?)
-    }
-
     /// Reads the settings from a map of variables.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<NotifySettings, ConfigError> {
         let get = |name: &'static str| var(vars, name);

@@ -120,11 +120,6 @@ pub struct MailSettings {
 }
 
 impl MailSettings {
-    /// Reads mail settings from the process environment; see [`MailSettings::from_vars`].
-    pub fn from_env() -> Result<Option<MailSettings>, ConfigError> {
-        MailSettings::from_vars(&crate::config::environment()?)
-    }
-
     /// Reads mail settings from a map of variables. `Ok(None)` when `MAIL_SERVER` is unset:
     /// email is not configured, and none of the other mail variables is looked at. Files named
     /// by `MAIL_PASSWORD_FILE` and `MEDIC_SMTP_CA_FILE` are read here, so a bad path stops
